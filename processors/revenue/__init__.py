@@ -1,0 +1,1 @@
+"""Revenue derivation: raw provider events -> payments, refunds and orders."""

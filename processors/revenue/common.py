@@ -1,0 +1,45 @@
+"""Helpers shared by the per-provider derivations: money parsing, ids and event-time versions."""
+
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+TIE_SLOTS = 1000
+
+
+class DerivationError(Exception):
+    """The event is authentic but cannot be derived; the message says what is missing."""
+
+
+def event_version(created: int, event_id: str) -> int:
+    """Forward-only ordering key: event time first; events in the same `created` second are
+    ordered by a hash of the event id, which is arbitrary but the same for every delivery order."""
+    return created * TIE_SLOTS + zlib.crc32(event_id.encode()) % TIE_SLOTS
+
+
+def from_unix(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def minor_units(obj: dict[str, Any], field: str) -> int:
+    """An integer amount in minor units; floats and strings are refused, never rounded."""
+    value = obj.get(field)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DerivationError(f"{obj.get('object', 'object')}.{field} is not a non-negative integer")
+    return value
+
+
+def currency_code(obj: dict[str, Any], fallback: str | None = None) -> str:
+    value = obj.get("currency") or fallback
+    if not isinstance(value, str) or len(value) != 3 or not value.isalpha():
+        raise DerivationError(f"{obj.get('object', 'object')}.currency is not an ISO 4217 code")
+    return value.lower()
+
+
+def object_id(value: Any) -> str | None:
+    """An id from a field that may hold the id or the expanded object."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    return None

@@ -1,0 +1,72 @@
+"""Wiring: revenue.raw.v1 -> derive -> revenue.events.v1, on a FastStream Kafka broker.
+
+Offsets are committed only after every derived message of the batch was acknowledged by the
+broker (at least once: a crash before the commit re-derives the batch into the same
+deterministic records, which the sinks' upserts absorb).
+"""
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from processors import metrics
+from processors.dedupe import RecentIds
+from processors.revenue.derive import derive
+from schemas.dead_letter import DeadLetter
+from schemas.envelope import RawEnvelope
+from schemas.revenue import EventState
+from schemas.topics import Topics
+
+log = logging.getLogger("revstream.processor")
+
+
+def register_revenue_processor(
+    broker: KafkaBroker, topics: Topics, group_id: str, batch_size: int, flush_ms: int
+) -> None:
+    recent = RecentIds()
+
+    def dead_letter(reason: str, payload: bytes):  # noqa: ANN202 - an awaitable publish
+        metrics.DEAD_LETTERED.labels(stage="processor").inc()
+        letter = DeadLetter(
+            reason=reason, topic=topics.raw, stage="processor", failed_at=datetime.now(UTC), payload=payload
+        )
+        return broker.publish(letter.to_bytes(), topic=topics.dlq)
+
+    @broker.subscriber(
+        topics.raw,
+        group_id=group_id,
+        batch=True,
+        max_records=batch_size,
+        batch_timeout_ms=flush_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def process_raw(bodies: list[bytes]) -> None:
+        sends = []
+        derived_keys: list[str] = []
+        for body in bodies:
+            try:
+                envelope = RawEnvelope.from_bytes(body)
+            except ValidationError as exc:
+                sends.append(dead_letter(f"not a raw envelope: {exc.error_count()} validation errors", body))
+                continue
+            dedupe_key = f"{envelope.source.value}:{envelope.provider_event_id}"
+            if recent.seen(dedupe_key) or dedupe_key in derived_keys:
+                metrics.DEDUPLICATED.inc()
+                continue
+            derived = derive(envelope)
+            metrics.PROCESSED.labels(state=derived.event.state.value).inc()
+            if derived.event.state is EventState.FAILED:
+                log.warning("could not derive %s: %s", dedupe_key, derived.event.error)
+                sends.append(dead_letter(derived.event.error or "derivation failed", body))
+            key = derived.revenue[0].payment_key if derived.revenue else envelope.provider_event_id
+            sends.append(broker.publish(derived.to_bytes(), topic=topics.events, key=key.encode()))
+            derived_keys.append(dedupe_key)
+        await asyncio.gather(*sends)
+        # Published and acknowledged: only now may the ids count as seen (never claim before success).
+        for key in derived_keys:
+            recent.remember(key)

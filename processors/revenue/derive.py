@@ -1,0 +1,39 @@
+"""derive(envelope) -> DerivedEvent: the processor's whole job, as a pure function."""
+
+import json
+
+from processors.revenue.common import DerivationError, from_unix
+from processors.revenue.stripe_events import derive_stripe_event
+from schemas.envelope import RawEnvelope, Source
+from schemas.revenue import DerivedEvent, EventState, WebhookEventRecord
+
+
+def derive(envelope: RawEnvelope) -> DerivedEvent:
+    """Everything one verified raw event implies. Never raises for bad content: an event that
+    cannot be derived comes back in state FAILED with the reason, so it stays inspectable."""
+    created_at = None
+    try:
+        if envelope.source is not Source.STRIPE:
+            raise DerivationError(f"no derivation for source {envelope.source.value} yet")
+        event = json.loads(envelope.body)
+        if not isinstance(event, dict):
+            raise DerivationError("body is not a JSON object")
+        ctx, (revenue, orders) = derive_stripe_event(event, envelope.entity)
+        created_at = from_unix(ctx.created) if ctx is not None else None
+        state = EventState.PROCESSED if revenue or orders else EventState.IGNORED
+        error = None
+    except (DerivationError, ValueError, KeyError, TypeError) as exc:
+        revenue, orders, state = [], [], EventState.FAILED
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    record = WebhookEventRecord(
+        source=envelope.source,
+        provider_event_id=envelope.provider_event_id,
+        event_type=envelope.event_type,
+        entity=envelope.entity,
+        livemode=envelope.livemode,
+        received_at=envelope.received_at,
+        event_created_at=created_at,
+        state=state,
+        error=error,
+    )
+    return DerivedEvent(event=record, revenue=revenue, orders=orders)

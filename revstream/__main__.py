@@ -1,0 +1,3 @@
+from revstream.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""The raw envelope: what ingest puts on revenue.raw.v1 after verifying a request."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Source(StrEnum):
+    STRIPE = "stripe"
+    GUMROAD = "gumroad"
+    MANUAL = "manual"
+
+
+class RawEnvelope(BaseModel):
+    """A verified provider request, with the exact bytes the provider sent.
+
+    The bytes are kept because signatures cover bytes and replays must re-derive from the
+    original, not from our reading of it.
+    """
+
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+
+    source: Source = Field(description="Which provider (or operator path) sent the request.")
+    endpoint: str = Field(description="Configured endpoint name the request arrived on.")
+    entity: str = Field(description="Business entity the money belongs to (from the endpoint).")
+    provider_event_id: str = Field(description="The provider's own event id; the dedupe key.")
+    event_type: str = Field(description="Provider event type, e.g. charge.succeeded.")
+    livemode: bool = Field(description="False for provider test-mode traffic.")
+    received_at: datetime = Field(description="When ingest received the request (UTC).")
+    content_type: str = Field(description="Content-Type header of the original request.")
+    body: bytes = Field(description="The request body exactly as received.")
+    backfilled: bool = Field(default=False, description="True when fetched from a provider API, not pushed.")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "RawEnvelope":
+        return cls.model_validate_json(data)

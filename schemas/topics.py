@@ -1,0 +1,37 @@
+"""Topic names. The version suffix changes only when a message shape changes incompatibly."""
+
+from dataclasses import dataclass
+
+RAW = "revenue.raw.v1"
+"""Verified provider requests, raw bytes kept (schemas.envelope.RawEnvelope)."""
+EVENTS = "revenue.events.v1"
+"""One derivation result per raw event (schemas.revenue.DerivedEvent)."""
+DLQ = "revenue.dlq.v1"
+"""Raw envelopes that could not be parsed or derived, with the reason."""
+
+ALL = (RAW, EVENTS, DLQ)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The concrete topic names of one deployment.
+
+    `prefix` isolates deployments (and tests) that share a broker; production uses "".
+    """
+
+    prefix: str = ""
+
+    @property
+    def raw(self) -> str:
+        return self.prefix + RAW
+
+    @property
+    def events(self) -> str:
+        return self.prefix + EVENTS
+
+    @property
+    def dlq(self) -> str:
+        return self.prefix + DLQ
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(self.prefix + name for name in ALL)

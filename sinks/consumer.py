@@ -1,0 +1,64 @@
+"""Wiring: revenue.events.v1 -> a store, in batches, on a FastStream Kafka broker.
+
+A batch is flushed when `batch_size` messages arrived or `flush_ms` passed, whichever first
+(FastStream's max_records / batch_timeout_ms). Order of operations per batch:
+1. store.flush() writes the batch durably (one transaction / one insert);
+2. only then does the handler return and FastStream commit the offsets.
+At least once: a crash between 1 and 2 re-delivers the batch; idempotent upserts make that harmless.
+On a store error the handler raises, the batch is sought back (NACK) and retried after a pause.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+
+from schemas.revenue import DerivedEvent
+from sinks import metrics
+
+log = logging.getLogger("revstream.sinks")
+
+RETRY_PAUSE_S = 1.0
+
+
+class BatchStore(Protocol):
+    def add(self, derived: DerivedEvent) -> None: ...
+
+    async def flush(self) -> int: ...
+
+
+def register_sink(
+    broker: KafkaBroker,
+    *,
+    name: str,
+    topic: str,
+    group_id: str,
+    store: BatchStore,
+    batch_size: int,
+    flush_ms: int,
+) -> None:
+    @broker.subscriber(
+        topic,
+        group_id=group_id,
+        batch=True,
+        max_records=batch_size,
+        batch_timeout_ms=flush_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def write_batch(bodies: list[bytes]) -> None:
+        for body in bodies:
+            store.add(DerivedEvent.from_bytes(body))
+        started = time.perf_counter()
+        try:
+            written = await store.flush()
+        except Exception:
+            metrics.STORE_ERRORS.labels(sink=name).inc()
+            log.exception("%s sink: batch write failed; it will be re-delivered", name)
+            await asyncio.sleep(RETRY_PAUSE_S)  # explicit pause before the NACK re-delivers the batch
+            raise
+        metrics.BATCH_SIZE.labels(sink=name).observe(written)
+        metrics.FLUSH_SECONDS.labels(sink=name).observe(time.perf_counter() - started)

@@ -1,0 +1,1 @@
+"""PostgreSQL state store: webhook events, revenue ledger, orders; migrations."""

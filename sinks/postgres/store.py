@@ -1,0 +1,115 @@
+"""Writes derived events to PostgreSQL: webhook event state, the revenue ledger and orders.
+
+Guarantees:
+- One flush is one transaction: an event's record, its ledger rows and the order status it
+  changes are committed together or not at all (a refund never updates the ledger without
+  the order).
+- Idempotent and order-independent: every upsert is keyed by a deterministic id and only moves
+  forward (`version`, event time + tie-break), so re-delivered or reordered batches leave the
+  same rows.
+"""
+
+from enum import Enum
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.revenue import DerivedEvent, OrderRecord, RevenueRecord, WebhookEventRecord
+
+_EVENT_COLUMNS = (
+    "source", "provider_event_id", "event_type", "entity", "livemode", "received_at",
+    "event_created_at", "state", "error",
+)
+_LEDGER_COLUMNS = tuple(RevenueRecord.model_fields)
+_ORDER_COLUMNS = tuple(OrderRecord.model_fields)
+
+
+def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...], guard: str | None) -> str:
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    where = f" WHERE {table}.{guard} < EXCLUDED.{guard}" if guard else ""
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, updated_at = now(){where}"
+    )
+
+
+UPSERT_EVENT = (
+    f"INSERT INTO webhook_events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_EVENT_COLUMNS))}) "
+    "ON CONFLICT (source, provider_event_id) DO UPDATE SET "
+    "state = EXCLUDED.state, error = EXCLUDED.error, event_created_at = EXCLUDED.event_created_at, "
+    "processed_at = now()"
+)
+UPSERT_LEDGER = _upsert("revenue_ledger", _LEDGER_COLUMNS, ("record_id",), "version")
+UPSERT_ORDER = _upsert("orders", _ORDER_COLUMNS, ("order_id",), "version")
+
+# An order's refund state is derived from the ledger, never accumulated, so re-applying it is harmless.
+REFRESH_ORDER_REFUNDS = """
+UPDATE orders AS o
+SET refunded_minor = r.refunded,
+    status = CASE WHEN r.refunded = 0 THEN 'paid'
+                  WHEN r.refunded >= o.amount_minor THEN 'refunded'
+                  ELSE 'partially_refunded' END,
+    updated_at = now()
+FROM (
+    SELECT k.payment_key,
+           COALESCE(SUM(l.amount_minor) FILTER (WHERE l.kind = 'refund' AND l.counted), 0) AS refunded
+    FROM unnest(%s::text[]) AS k(payment_key)
+    LEFT JOIN revenue_ledger AS l ON l.payment_key = k.payment_key
+    GROUP BY k.payment_key
+) AS r
+WHERE o.payment_key = r.payment_key
+"""
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _row(model: Any, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(_plain(getattr(model, c)) for c in columns)
+
+
+def _newest(records: list[Any], key: str) -> list[Any]:
+    """Dedupe inside the batch: keep the highest version per id (the store guard does the rest)."""
+    best: dict[str, Any] = {}
+    for record in records:
+        current = best.get(getattr(record, key))
+        if current is None or record.version > current.version:
+            best[getattr(record, key)] = record
+    return list(best.values())
+
+
+class PostgresStore:
+    """Buffers derived events with `add` and writes them in one transaction with `flush`."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+        self._buffer: list[DerivedEvent] = []
+
+    def add(self, derived: DerivedEvent) -> None:
+        self._buffer.append(derived)
+
+    async def flush(self) -> int:
+        """Write the buffered events; return how many. The buffer is cleared even on failure:
+        the caller re-delivers the batch from Kafka (offsets were not committed)."""
+        try:
+            if not self._buffer:
+                return 0
+            events: dict[tuple[str, str], WebhookEventRecord] = {}
+            for derived in self._buffer:
+                events[(derived.event.source.value, derived.event.provider_event_id)] = derived.event
+            ledger = _newest([r for d in self._buffer for r in d.revenue], "record_id")
+            orders = _newest([o for d in self._buffer for o in d.orders], "order_id")
+            touched = sorted({r.payment_key for r in ledger} | {o.payment_key for o in orders})
+            async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(UPSERT_EVENT, [_row(e, _EVENT_COLUMNS) for e in events.values()])
+                if ledger:
+                    await cur.executemany(UPSERT_LEDGER, [_row(r, _LEDGER_COLUMNS) for r in ledger])
+                if orders:
+                    await cur.executemany(UPSERT_ORDER, [_row(o, _ORDER_COLUMNS) for o in orders])
+                if touched:
+                    await cur.execute(REFRESH_ORDER_REFUNDS, (touched,))
+            return len(self._buffer)
+        finally:
+            self._buffer.clear()
