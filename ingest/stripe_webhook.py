@@ -59,7 +59,9 @@ def verify_signature(
     except ValueError:
         raise Rejected(400, "bad_signature", "Stripe-Signature has no valid t= timestamp") from None
     if abs(now - timestamp) > tolerance_s:
-        raise Rejected(400, "stale_timestamp", f"signature timestamp is outside the {tolerance_s} s tolerance")
+        raise Rejected(
+            400, "stale_timestamp", f"signature timestamp is outside the {tolerance_s} s tolerance"
+        )
 
 
 def read_event(body: bytes) -> StripeEventFacts:

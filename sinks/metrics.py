@@ -3,8 +3,12 @@
 from prometheus_client import Counter, Histogram
 
 BATCH_SIZE = Histogram(
-    "revstream_sink_batch_size", "Messages per sink flush.", ["sink"],
+    "revstream_sink_batch_size",
+    "Messages per sink flush.",
+    ["sink"],
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
 )
 FLUSH_SECONDS = Histogram("revstream_sink_flush_seconds", "Time to write one batch to the store.", ["sink"])
-STORE_ERRORS = Counter("revstream_sink_store_errors_total", "Failed batch writes (batch re-delivered).", ["sink"])
+STORE_ERRORS = Counter(
+    "revstream_sink_store_errors_total", "Failed batch writes (batch re-delivered).", ["sink"]
+)

@@ -8,9 +8,11 @@ deterministic records, which the sinks' upserts absorb).
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
 from pydantic import ValidationError
 
 from processors import metrics
@@ -22,6 +24,11 @@ from schemas.revenue import EventState
 from schemas.topics import Topics
 
 log = logging.getLogger("revstream.processor")
+
+
+async def record_values(message: StreamMessage[Any]) -> list[bytes]:
+    """Hand the handler each record's bytes untouched (FastStream would otherwise guess JSON)."""
+    return [record.value or b"" for record in message.raw_message]
 
 
 def register_revenue_processor(
@@ -44,6 +51,7 @@ def register_revenue_processor(
         batch_timeout_ms=flush_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=record_values,
     )
     async def process_raw(bodies: list[bytes]) -> None:
         sends = []

@@ -49,8 +49,9 @@ Handler = Callable[[EventContext, dict[str, Any]], Derivation]
 NOTHING: Derivation = ([], [])
 
 
-def _payment(ctx: EventContext, payment_key: str, amount: int, currency: str, status: str,
-             customer: str | None) -> RevenueRecord:
+def _payment(
+    ctx: EventContext, payment_key: str, amount: int, currency: str, status: str, customer: str | None
+) -> RevenueRecord:
     return RevenueRecord(
         record_id=f"stripe:payment:{payment_key}",
         kind=RevenueKind.PAYMENT,
@@ -104,7 +105,11 @@ def payment_intent_succeeded(ctx: EventContext, intent: dict[str, Any]) -> Deriv
     received = intent.get("amount_received")
     field = "amount_received" if isinstance(received, int) and received > 0 else "amount"
     payment = _payment(
-        ctx, intent["id"], minor_units(intent, field), currency_code(intent), "succeeded",
+        ctx,
+        intent["id"],
+        minor_units(intent, field),
+        currency_code(intent),
+        "succeeded",
         object_id(intent.get("customer")),
     )
     return [payment], []
@@ -119,7 +124,11 @@ def charge_succeeded(ctx: EventContext, charge: dict[str, Any]) -> Derivation:
     field = "amount_captured" if isinstance(captured, int) and captured > 0 else "amount"
     payment_key = object_id(charge.get("payment_intent")) or charge["id"]
     payment = _payment(
-        ctx, payment_key, minor_units(charge, field), currency_code(charge), "succeeded",
+        ctx,
+        payment_key,
+        minor_units(charge, field),
+        currency_code(charge),
+        "succeeded",
         object_id(charge.get("customer")),
     )
     return [payment], []
@@ -136,8 +145,15 @@ def _listed_refunds(charge: dict[str, Any]) -> list[dict[str, Any]]:
     return refunds
 
 
-def _refund(ctx: EventContext, record_key: str, amount: int, currency: str, status: str | None,
-            payment_key: str, customer: str | None) -> RevenueRecord:
+def _refund(
+    ctx: EventContext,
+    record_key: str,
+    amount: int,
+    currency: str,
+    status: str | None,
+    payment_key: str,
+    customer: str | None,
+) -> RevenueRecord:
     return RevenueRecord(
         record_id=f"stripe:refund:{record_key}",
         kind=RevenueKind.REFUND,
@@ -169,7 +185,9 @@ def charge_refunded(ctx: EventContext, charge: dict[str, Any]) -> Derivation:
         amount = minor_units(refund, "amount")
         status = refund.get("status")
         key = object_id(refund.get("id")) or f"{charge_id}#{index}"
-        records.append(_refund(ctx, key, amount, currency_code(refund, currency), status, payment_key, customer))
+        records.append(
+            _refund(ctx, key, amount, currency_code(refund, currency), status, payment_key, customer)
+        )
         if status in COUNTED_REFUND_STATUSES:
             listed_total += amount
     amount_refunded = charge.get("amount_refunded")
@@ -177,8 +195,15 @@ def charge_refunded(ctx: EventContext, charge: dict[str, Any]) -> Derivation:
         amount_refunded = minor_units(charge, "amount")  # 2012-era charges: refunded meant fully refunded
     if isinstance(amount_refunded, int) and amount_refunded > listed_total:
         records.append(
-            _refund(ctx, f"{charge_id}:unlisted", amount_refunded - listed_total, currency, "succeeded",
-                    payment_key, customer)
+            _refund(
+                ctx,
+                f"{charge_id}:unlisted",
+                amount_refunded - listed_total,
+                currency,
+                "succeeded",
+                payment_key,
+                customer,
+            )
         )
     return records, []
 

@@ -17,8 +17,15 @@ from psycopg_pool import AsyncConnectionPool
 from schemas.revenue import DerivedEvent, OrderRecord, RevenueRecord, WebhookEventRecord
 
 _EVENT_COLUMNS = (
-    "source", "provider_event_id", "event_type", "entity", "livemode", "received_at",
-    "event_created_at", "state", "error",
+    "source",
+    "provider_event_id",
+    "event_type",
+    "entity",
+    "livemode",
+    "received_at",
+    "event_created_at",
+    "state",
+    "error",
 )
 _LEDGER_COLUMNS = tuple(RevenueRecord.model_fields)
 _ORDER_COLUMNS = tuple(OrderRecord.model_fields)

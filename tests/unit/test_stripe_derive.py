@@ -14,9 +14,15 @@ from tests.stripe_fixtures import fixture_bytes, fixture_event
 def envelope_for(body: bytes, entity: str = "acme") -> RawEnvelope:
     event = json.loads(body)
     return RawEnvelope(
-        source=Source.STRIPE, endpoint="default", entity=entity, provider_event_id=event["id"],
-        event_type=event["type"], livemode=bool(event.get("livemode")), received_at=datetime.now(UTC),
-        content_type="application/json", body=body,
+        source=Source.STRIPE,
+        endpoint="default",
+        entity=entity,
+        provider_event_id=event["id"],
+        event_type=event["type"],
+        livemode=bool(event.get("livemode")),
+        received_at=datetime.now(UTC),
+        content_type="application/json",
+        body=body,
     )
 
 
@@ -27,31 +33,58 @@ def records(relative: str) -> list[tuple[str, str, int, str, bool]]:
 
 # (fixture, expected records (id, kind, minor units, currency, livemode))
 EXPECTED = [
-    ("stripe-ruby-mock/charge.succeeded__1.json",
-     [("stripe:payment:pi_000000000000000000000000", "payment", 2000, "usd", False)]),
-    ("stripe-ruby-mock/payment_intent.succeeded__1.json",
-     [("stripe:payment:pi_000000000000000000000000", "payment", 2000, "usd", False)]),
-    ("stripe-ruby-mock/payment_intent.succeeded__2.json",
-     [("stripe:payment:pi_00000000000000", "payment", 900, "eur", False)]),
-    ("stripe-ruby-mock/checkout.session.completed__1.json",
-     [("stripe:payment:pi_000000000000000000000000", "payment", 3000, "usd", False)]),
-    ("stripe-sync-engine/checkout.session.completed__1.json",
-     [("stripe:payment:pi_1IqxJOJDPojXS6LN9uOebAea", "payment", 999, "eur", True)]),
-    ("stripe-sync-engine/charge.succeeded__1.json",
-     [("stripe:payment:pi_3KtQThJDPojXS6LN0H9EfsjV", "payment", 3000, "usd", False)]),
-    ("stripe_event/charge.succeeded__1.json", [("stripe:payment:ch_00000000000000", "payment", 3279, "usd", False)]),
-    ("stripe-ruby-mock/charge.succeeded__3.json",  # 2013 shape: card + fee, no payment_intent
-     [("stripe:payment:ch_00000000000000", "payment", 14500, "usd", False)]),
-    ("stripe-ruby-mock/charge.refunded__1.json",
-     [("stripe:refund:re_000000000000000000000000", "refund", 100, "usd", False)]),
-    ("stripe-sync-engine/charge.refunded__1.json",
-     [("stripe:refund:re_3Kl36gJDPojXS6LN0eP4yPDz", "refund", 2500, "usd", False)]),
-    ("stripe-ruby-mock/charge.refunded__2.json",  # 2016: refunds as a list object
-     [("stripe:refund:re_00000000000000", "refund", 1000, "usd", False)]),
-    ("stripe-ruby-mock/charge.refunded__3.json",  # 2013-10: bare array, refund without an id
-     [("stripe:refund:ch_00000000000000#0", "refund", 1000, "usd", False)]),
-    ("stripe-java/charge.refunded__1.json",  # 2012: refunded=true and no amount_refunded: a full refund
-     [("stripe:refund:ch_00000000000000:unlisted", "refund", 1000, "usd", False)]),
+    (
+        "stripe-ruby-mock/charge.succeeded__1.json",
+        [("stripe:payment:pi_000000000000000000000000", "payment", 2000, "usd", False)],
+    ),
+    (
+        "stripe-ruby-mock/payment_intent.succeeded__1.json",
+        [("stripe:payment:pi_000000000000000000000000", "payment", 2000, "usd", False)],
+    ),
+    (
+        "stripe-ruby-mock/payment_intent.succeeded__2.json",
+        [("stripe:payment:pi_00000000000000", "payment", 900, "eur", False)],
+    ),
+    (
+        "stripe-ruby-mock/checkout.session.completed__1.json",
+        [("stripe:payment:pi_000000000000000000000000", "payment", 3000, "usd", False)],
+    ),
+    (
+        "stripe-sync-engine/checkout.session.completed__1.json",
+        [("stripe:payment:pi_1IqxJOJDPojXS6LN9uOebAea", "payment", 999, "eur", True)],
+    ),
+    (
+        "stripe-sync-engine/charge.succeeded__1.json",
+        [("stripe:payment:pi_3KtQThJDPojXS6LN0H9EfsjV", "payment", 3000, "usd", False)],
+    ),
+    (
+        "stripe_event/charge.succeeded__1.json",
+        [("stripe:payment:ch_00000000000000", "payment", 3279, "usd", False)],
+    ),
+    (
+        "stripe-ruby-mock/charge.succeeded__3.json",  # 2013 shape: card + fee, no payment_intent
+        [("stripe:payment:ch_00000000000000", "payment", 14500, "usd", False)],
+    ),
+    (
+        "stripe-ruby-mock/charge.refunded__1.json",
+        [("stripe:refund:re_000000000000000000000000", "refund", 100, "usd", False)],
+    ),
+    (
+        "stripe-sync-engine/charge.refunded__1.json",
+        [("stripe:refund:re_3Kl36gJDPojXS6LN0eP4yPDz", "refund", 2500, "usd", False)],
+    ),
+    (
+        "stripe-ruby-mock/charge.refunded__2.json",  # 2016: refunds as a list object
+        [("stripe:refund:re_00000000000000", "refund", 1000, "usd", False)],
+    ),
+    (
+        "stripe-ruby-mock/charge.refunded__3.json",  # 2013-10: bare array, refund without an id
+        [("stripe:refund:ch_00000000000000#0", "refund", 1000, "usd", False)],
+    ),
+    (
+        "stripe-java/charge.refunded__1.json",  # 2012: refunded=true and no amount_refunded: a full refund
+        [("stripe:refund:ch_00000000000000:unlisted", "refund", 1000, "usd", False)],
+    ),
     # INCONSISTENT fixtures carry no money rather than corrupting state:
     ("stripe-ruby-mock/charge.refunded__4.json", []),  # refunded=true but amount_refunded=0, no list
     ("stripe-sync-engine/payment_intent.succeeded__1.json", []),  # status requires_payment_method
@@ -70,7 +103,10 @@ def test_paid_checkout_makes_an_order_linked_to_its_payment() -> None:
     (order,) = derived.orders
     assert order.order_id.startswith("stripe:order:cs_live_")
     assert (order.payment_key, order.amount_minor, order.currency, order.customer_id) == (
-        "pi_1IqxJOJDPojXS6LN9uOebAea", 999, "eur", "cus_IhGfebO16cMIGN"
+        "pi_1IqxJOJDPojXS6LN9uOebAea",
+        999,
+        "eur",
+        "cus_IhGfebO16cMIGN",
     )
     assert derived.event.state is EventState.PROCESSED and derived.revenue[0].entity == "acme"
 
@@ -91,8 +127,12 @@ def test_one_purchase_three_events_one_payment_record() -> None:
 
 def test_newer_event_has_the_higher_version() -> None:
     """Forward-only upserts keep the highest version: an older event never overrides a newer one."""
-    older = derive(envelope_for(fixture_bytes("stripe-ruby-mock/checkout.session.completed__1.json"))).revenue[0]
-    newer = derive(envelope_for(fixture_bytes("stripe-ruby-mock/payment_intent.succeeded__1.json"))).revenue[0]
+    older = derive(
+        envelope_for(fixture_bytes("stripe-ruby-mock/checkout.session.completed__1.json"))
+    ).revenue[0]
+    newer = derive(envelope_for(fixture_bytes("stripe-ruby-mock/payment_intent.succeeded__1.json"))).revenue[
+        0
+    ]
     assert older.record_id == newer.record_id
     assert newer.version > older.version
 
@@ -135,6 +175,13 @@ def test_every_fixture_event_derives_without_crashing() -> None:
 
     for path in STRIPE.rglob("*.json"):
         event = json.loads(path.read_bytes())
-        if isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str):
+        if (
+            isinstance(event, dict)
+            and isinstance(event.get("id"), str)
+            and isinstance(event.get("type"), str)
+        ):
             derived = derive(envelope_for(path.read_bytes()))
-            assert derived.event.state in (EventState.PROCESSED, EventState.IGNORED), (path, derived.event.error)
+            assert derived.event.state in (EventState.PROCESSED, EventState.IGNORED), (
+                path,
+                derived.event.error,
+            )

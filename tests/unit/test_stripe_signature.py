@@ -21,8 +21,9 @@ def test_published_vectors_verify(vector: dict) -> None:
 def test_one_changed_byte_fails(vector: dict) -> None:
     body = (STRIPE / "signature_vectors" / vector["payload_file"]).read_bytes()
     with pytest.raises(Rejected) as err:
-        verify_signature(body.replace(b"}", b" }", 1), vector["header"], [vector["secret"]], 300,
-                         now=vector["timestamp"])
+        verify_signature(
+            body.replace(b"}", b" }", 1), vector["header"], [vector["secret"]], 300, now=vector["timestamp"]
+        )
     assert (err.value.status, err.value.reason) == (400, "bad_signature")
 
 
@@ -63,8 +64,17 @@ def test_non_utf8_body_is_a_client_error() -> None:
     assert err.value.reason == "malformed_body"
 
 
-@pytest.mark.parametrize("body", [b"[]", b"{}", b'{"id": 1, "type": "x"}', b'{"id":"e","type":"t","livemode":"yes"}',
-                                  b"not json", b"[" * 100_000])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b"{}",
+        b'{"id": 1, "type": "x"}',
+        b'{"id":"e","type":"t","livemode":"yes"}',
+        b"not json",
+        b"[" * 100_000,
+    ],
+)
 def test_read_event_refuses_non_events(body: bytes) -> None:
     with pytest.raises(Rejected) as err:
         read_event(body)
@@ -72,7 +82,12 @@ def test_read_event_refuses_non_events(body: bytes) -> None:
 
 
 def test_read_event_keys_by_object() -> None:
-    facts = read_event(b'{"id":"evt_9","type":"charge.succeeded","livemode":true,"data":{"object":{"id":"ch_1"}}}')
+    facts = read_event(
+        b'{"id":"evt_9","type":"charge.succeeded","livemode":true,"data":{"object":{"id":"ch_1"}}}'
+    )
     assert (facts.event_id, facts.event_type, facts.livemode, facts.object_id) == (
-        "evt_9", "charge.succeeded", True, "ch_1"
+        "evt_9",
+        "charge.succeeded",
+        True,
+        "ch_1",
     )

@@ -49,7 +49,8 @@ CREATE TABLE orders (
     livemode        boolean     NOT NULL,
     -- Derived from the ledger in the same transaction as each refund (see sinks/postgres/store.py).
     refunded_minor  bigint      NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0),
-    status          text        NOT NULL CHECK (status IN ('paid', 'partially_refunded', 'refunded')),
+    status          text        NOT NULL DEFAULT 'paid'
+                                CHECK (status IN ('paid', 'partially_refunded', 'refunded')),
     occurred_at     timestamptz NOT NULL,
     version         bigint      NOT NULL,
     source_event_id text        NOT NULL,

@@ -1,0 +1,42 @@
+"""The query API (read side): revenue totals from ClickHouse, behind an optional bearer token."""
+
+import asyncio
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from revstream.settings import Settings
+from sinks.clickhouse.client import ClickHouse
+from sinks.clickhouse.queries import revenue_totals
+
+
+def _authorized(request: Request, token: str | None) -> bool:
+    if token is None:
+        return True
+    scheme, _, supplied = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(supplied.encode(), token.encode())
+
+
+def _livemode(request: Request) -> bool | None:
+    value = request.query_params.get("livemode", "true").lower()
+    return {"true": True, "1": True, "false": False, "0": False}.get(value)
+
+
+def api_routes(settings: Settings, clickhouse: ClickHouse) -> list[Route]:
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+
+    async def totals(request: Request) -> JSONResponse:
+        if not _authorized(request, token):
+            return JSONResponse(
+                {"error": "unauthorized", "message": "send Authorization: Bearer <REVSTREAM_API_TOKEN>"},
+                status_code=401,
+            )
+        livemode = _livemode(request)
+        if livemode is None:
+            return JSONResponse({"error": "bad_request", "message": "livemode must be true or false"}, 400)
+        per_currency = await asyncio.to_thread(revenue_totals, clickhouse, livemode)
+        return JSONResponse({"livemode": livemode, "currencies": per_currency})
+
+    return [Route("/api/v1/revenue/totals", totals, methods=["GET"])]

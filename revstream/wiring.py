@@ -1,0 +1,47 @@
+"""Builds the shared pieces every service needs from Settings."""
+
+import logging
+
+from faststream.kafka import KafkaBroker
+
+from revstream.settings import Settings, SettingsError
+from schemas.topics import Topics
+
+GROUP_PROCESSOR = "revstream-processor"
+GROUP_SINK_POSTGRES = "revstream-sink-postgres"
+GROUP_SINK_CLICKHOUSE = "revstream-sink-clickhouse"
+
+
+def topics_for(settings: Settings) -> Topics:
+    return Topics(prefix=settings.topic_prefix)
+
+
+def group_for(settings: Settings, group: str) -> str:
+    """Consumer groups share the topic prefix, so isolated deployments never share offsets."""
+    return settings.topic_prefix + group
+
+
+def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
+    """A FastStream Kafka broker whose producer waits for all in-sync replicas (acks=all) and is
+    idempotent, so a retried send never writes a second copy."""
+    settings.require("KAFKA_BOOTSTRAP_SERVERS")
+    assert settings.kafka_bootstrap_servers is not None
+    kafka_log = logging.getLogger(f"revstream.{client_id}.kafka")
+    kafka_log.setLevel(logging.WARNING)  # FastStream logs every message at INFO
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers.split(","),
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=max(settings.publish_timeout_ms, 1000),
+        logger=kafka_log,
+    )
+
+
+def require_database(settings: Settings) -> str:
+    if not settings.database_url:
+        raise SettingsError(
+            "DATABASE_URL is not set: point it at PostgreSQL (postgresql://user:pass@host:5432/db), "
+            "or use `revstream up`, which starts a local server"
+        )
+    return settings.database_url
