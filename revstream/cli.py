@@ -1,15 +1,16 @@
-"""revstream command line: `revstream up`, `revstream run SERVICE`, `revstream migrate`, `revstream topics`."""
+"""revstream: a revenue event pipeline. `revstream up` runs all of it on the embedded default."""
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from revstream.settings import SettingsError, load_settings
 
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiokafka", "faststream", "kafka"):
+    for noisy in ("aiokafka", "faststream", "kafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("service", help="web | ingest | api | processor | sink-postgres | sink-clickhouse")
     commands.add_parser("migrate", help="apply PostgreSQL migrations and the ClickHouse schema")
     commands.add_parser("topics", help="create the Kafka topics (idempotent)")
+    send = commands.add_parser(
+        "send-stripe", help="sign a Stripe event file with STRIPE_WEBHOOK_SECRET and POST it"
+    )
+    send.add_argument("file", type=Path, help="a Stripe event JSON file, e.g. tests/fixtures/stripe/...")
+    send.add_argument("--url", help="webhook URL (default http://HOST:PORT/webhooks/stripe)")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -61,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_service(load_settings(), args.service)
             return 0
+        if args.command == "send-stripe":
+            from revstream.send import send_stripe
+
+            return send_stripe(load_settings(), args.file, args.url)
         if args.command == "migrate":
             return _migrate()
         return _topics()

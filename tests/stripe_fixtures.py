@@ -1,13 +1,12 @@
 """Loading published Stripe payloads (tests/fixtures, see SOURCES.md) and signing them the way
-Stripe does: v1 = hex(HMAC-SHA256(secret, f"{t}.{raw body}")). Written from Stripe's documented
-scheme with hmac, independently of the stripe library that ingest verifies with."""
+Stripe does. The signer (revstream.send) implements Stripe's documented scheme with hmac; ingest
+verifies with the stripe library, so the two sides are independent implementations."""
 
-import hashlib
-import hmac
 import json
-import time
 from pathlib import Path
 from typing import Any
+
+from revstream.send import stripe_signature_header
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STRIPE = FIXTURES / "stripe"
@@ -24,6 +23,4 @@ def fixture_event(relative: str, **overrides: Any) -> dict[str, Any]:
 
 
 def stripe_signature(body: bytes, secret: str, timestamp: int | None = None) -> str:
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    return stripe_signature_header(body, secret, timestamp)
