@@ -37,8 +37,8 @@ test: services-prereqs ## run the whole test suite; it starts and stops Kafka an
 test-unit: install ## only the fast tests (no services)
 	@$(BIN)/python -m pytest -m "not integration"
 
-lint: install ## ruff (lint + format check)
-	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: install ## ruff (lint + format check) and mypy
+	@$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy schemas ingest processors sinks revstream
 
 clean: ## remove the virtualenv and local data (.revstream)
 	rm -rf $(VENV) .revstream

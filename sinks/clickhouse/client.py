@@ -48,4 +48,6 @@ class ClickHouse:
             self._client.close()
 
     def query_rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.run(lambda c: list(c.query(sql, parameters=parameters or {}).result_rows))
+        return self.run(
+            lambda c: [tuple(row) for row in c.query(sql, parameters=parameters or {}).result_rows]
+        )
