@@ -10,6 +10,7 @@ commit), then PostgreSQL, then Kafka: nothing is left running.
 """
 
 import ctypes
+import hashlib
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import httpx
 
 from revstream.localservices import LocalServiceError
 from revstream.localservices.kafka import LocalKafka, create_topics, ensure_kafka_jars
-from revstream.localservices.postgres import LocalPostgres
+from revstream.localservices.postgres import LocalPostgres, unreachable_ancestor
 from revstream.settings import Settings, SettingsError
 from revstream.wiring import topics_for
 from sinks.postgres.migrations import apply_migrations
@@ -70,6 +71,20 @@ class Supervisor:
                 )
         lock.write_text(str(os.getpid()))
         return lock
+
+    def _postgres_dir(self) -> Path:
+        """PostgreSQL's data lives in the data directory when the `postgres` user can reach it.
+        As root with the data directory under a private home (e.g. /root, mode 700), it lives in
+        /var/lib/revstream/<id of the data dir> instead, the same place on every restart."""
+        wanted = self.data_dir / "postgres"
+        if unreachable_ancestor(wanted) is None:
+            return wanted
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        fallback = Path("/var/lib/revstream") / digest / "postgres"
+        fallback.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        (self.data_dir / "postgres-data-location.txt").write_text(f"{fallback}\n")
+        say(f"the postgres user cannot reach {self.data_dir}: PostgreSQL data kept in {fallback}")
+        return fallback
 
     def _spawn(self, name: str, env: dict[str, str]) -> None:
         log_path = self.data_dir / "logs" / f"{name}.log"
@@ -150,7 +165,7 @@ class Supervisor:
             database_url = self.settings.database_url
             if database_url is None:
                 say("starting PostgreSQL...")
-                postgres = LocalPostgres(self.data_dir / "postgres", port=POSTGRES_PORT)
+                postgres = LocalPostgres(self._postgres_dir(), port=POSTGRES_PORT)
                 postgres.start()
                 database_url = postgres.create_database("revstream")
             applied = apply_migrations(database_url)
