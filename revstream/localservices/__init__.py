@@ -75,3 +75,11 @@ def pid_alive(pid: int) -> bool:
     # Field 3 (after the parenthesised comm, which may itself contain spaces) is the state.
     state = stat.rsplit(")", 1)[-1].split()[0]
     return state not in ("Z", "X")
+
+
+def process_cmdline(pid: int) -> bytes:
+    """The NUL-separated command line of `pid` ("" when it is gone): tells our process from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

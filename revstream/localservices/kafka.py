@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from revstream.localservices import LocalServiceError, pid_alive, port_in_use
+from revstream.localservices import LocalServiceError, pid_alive, port_in_use, process_cmdline
 
 __all__ = ["KAFKA_VERSION", "LocalKafka", "create_topics", "ensure_kafka_jars"]
 
@@ -243,7 +243,7 @@ class LocalKafka:
             old = int(self._pid_file.read_text().strip())
         except (OSError, ValueError):
             return
-        if pid_alive(old) and b"kafka.Kafka" in _cmdline(old):
+        if pid_alive(old) and b"kafka.Kafka" in process_cmdline(old):
             raise LocalServiceError(
                 f"a Kafka broker from a previous run (pid {old}) is still using {self.data_dir}: "
                 f"stop it (kill {old}, or LocalKafka(...).stop()) and start again"
@@ -354,13 +354,6 @@ class LocalKafka:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 async def _create_topics(bootstrap_servers: str, topics: list[str], partitions: int) -> None:

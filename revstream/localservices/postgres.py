@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
-from revstream.localservices import LocalServiceError, pid_alive, port_in_use
+from revstream.localservices import LocalServiceError, pid_alive, port_in_use, process_cmdline
 
 __all__ = ["LocalPostgres", "find_postgres_bindir", "unreachable_ancestor"]
 
@@ -84,13 +84,6 @@ def unreachable_ancestor(path: Path) -> Path | None:
         if not ok:
             return ancestor
     return None
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 class LocalPostgres:
@@ -249,7 +242,7 @@ class LocalPostgres:
             if self._pidfile.exists():
                 self._pidfile.unlink()
             return False
-        if not pid_alive(pid) or b"postgres" not in _cmdline(pid):
+        if not pid_alive(pid) or b"postgres" not in process_cmdline(pid):
             # Stale: the server died without cleaning up (or the PID now belongs to something else).
             self._clear_stale_locks()
             return False
