@@ -43,6 +43,7 @@ from sinks.postgres.store import PostgresStore
 
 log = logging.getLogger("revstream")
 
+READY_TIMEOUT_S = 2.0
 SERVICES = ("web", "ingest", "api", "processor", "sink-postgres", "sink-clickhouse")
 
 
@@ -86,7 +87,14 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
         )
     broker = make_broker(settings, service) if with_ingest or service == "web" else None
     clickhouse = ClickHouse(settings.resolved_clickhouse_url) if with_api else None
-    routes = [Route("/health", _health), Route("/metrics", _metrics)]
+
+    async def ready(_: Request) -> JSONResponse:
+        """Ready = the broker answers (process alive is /health). API-only processes have no broker."""
+        if broker is not None and not await broker.ping(timeout=READY_TIMEOUT_S):
+            return JSONResponse({"status": "unavailable", "broker": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    routes = [Route("/health", _health), Route("/ready", ready), Route("/metrics", _metrics)]
     if with_ingest:
         assert broker is not None
         publisher = KafkaRawPublisher(broker, topics_for(settings).raw, settings.publish_timeout_ms / 1000)

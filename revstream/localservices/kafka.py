@@ -133,6 +133,7 @@ async def _metadata_ok(bootstrap_servers: str, wait_s: float) -> bool:
 
 def _new_cluster_id() -> str:
     # Same shape as `kafka-storage random-uuid`: URL-safe base64 of 16 random bytes, 22 chars.
+    # It may start with "-", so it is always passed as --cluster-id=<id>.
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -220,8 +221,7 @@ class LocalKafka:
             *self._java_base(libs),
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self._cluster_id(),
+            f"--cluster-id={self._cluster_id()}",  # one token: an id may start with "-"
             "-c",
             str(config),
             "--ignore-formatted",

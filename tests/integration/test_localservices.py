@@ -123,3 +123,17 @@ def test_postgres_start_create_database_stop(pg_data_dir: Path) -> None:
         postgres.stop()
     assert postgres.pid is None
     assert not pid_alive(pid)
+
+
+def test_kafka_formats_with_a_cluster_id_that_starts_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random cluster ids start with "-" about once in 32 starts; the format must not read it as an option."""
+    from revstream.localservices import kafka as kafka_module
+
+    monkeypatch.setattr(kafka_module, "_new_cluster_id", lambda: "-vNkAHSbQ2uQ3o6d2oV9fA")
+    kafka = LocalKafka(tmp_path / "kafka", port=_free_port(), controller_port=_free_port())
+    try:
+        kafka.start()
+    finally:
+        kafka.stop()

@@ -53,6 +53,7 @@ def wait_until(predicate, timeout_s: float = 60) -> None:  # noqa: ANN001
 
 
 def test_fixtures_twice_shuffled_give_exact_totals(pipeline: Pipeline) -> None:
+    assert pipeline.http.get("/ready").json() == {"status": "ready"}  # the broker answers
     deliveries = unique_bodies() * 2
     random.Random(7).shuffle(deliveries)
     for body in deliveries:
