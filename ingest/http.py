@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ingest import metrics
@@ -23,6 +23,7 @@ from schemas.envelope import RawEnvelope, Source
 log = logging.getLogger("revstream.ingest")
 
 RETRY_AFTER_S = 5
+SHED_RETRY_AFTER_S = 1
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,31 @@ class IngestConfig:
     clock: Callable[[], float] = time.time
 
 
+class Admission:
+    """A bound on webhook requests in progress. Over the bound a request is shed at once with
+    503 + Retry-After (the provider retries later) instead of queueing until it times out: under
+    overload every request gets a fast, honest answer and nothing answered 2xx is lost.
+    Only the event loop touches the counter, so no lock is needed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def try_enter(self) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        metrics.IN_FLIGHT.set(self.in_flight)
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        metrics.IN_FLIGHT.set(self.in_flight)
+
+
+UNBOUNDED = Admission(limit=2**31)
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -58,9 +84,12 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def _require_json(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
+    if media_type(request) != "application/json":
         raise Rejected(415, "unsupported_media_type", "Content-Type must be application/json")
 
 
@@ -69,14 +98,72 @@ def _answer(source: str, status: int, body: dict[str, object], headers: dict[str
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def stripe_routes(config: IngestConfig, publisher: RawPublisher) -> list[Route]:
-    """POST /webhooks/stripe: the default endpoint. Disabled (404) when it has no secret."""
+def refuse(source: str, rejected: Rejected) -> JSONResponse:
+    """A client mistake: 4xx with a safe reason, a metric, one log line without the payload."""
+    metrics.REJECTIONS.labels(source=source, reason=rejected.reason).inc()
+    log.info("%s request refused: %s", source, rejected)
+    return _answer(source, rejected.status, {"error": rejected.reason, "message": rejected.message})
+
+
+def shed(source: str) -> JSONResponse:
+    metrics.SHED.labels(source=source).inc()
+    return _answer(
+        source,
+        503,
+        {"error": "overloaded", "message": "too many requests in progress, retry later"},
+        headers={"Retry-After": str(SHED_RETRY_AFTER_S)},
+    )
+
+
+async def publish_or_503(
+    publisher: RawPublisher, envelope: RawEnvelope, key: bytes, ok_body: dict[str, object]
+) -> JSONResponse:
+    """Publish and answer 200 only after the broker's ack; no ack within the bound is a 503 with
+    Retry-After, so the sender retries and nothing it was told we have is missing."""
+    source = envelope.source.value
+    started = time.perf_counter()
+    try:
+        await publisher.publish(envelope, key=key)
+    except PublishUnavailable as exc:
+        metrics.BROKER_ERRORS.inc()
+        log.warning(
+            "broker did not acknowledge %s %s in time (%s): answered 503",
+            source,
+            envelope.provider_event_id,
+            exc,
+        )
+        return _answer(
+            source,
+            503,
+            {"error": "unavailable", "message": "event log unavailable, retry later"},
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    return _answer(source, 200, ok_body)
+
+
+def stripe_routes(
+    config: IngestConfig, publisher: RawPublisher, admission: Admission = UNBOUNDED
+) -> list[Route]:
+    """POST /webhooks/stripe (the endpoint named "default") and /webhooks/stripe/{endpoint}.
+
+    Each endpoint verifies with its own secrets (several during a rotation) and records its own
+    business entity. An endpoint without a secret is disabled: 404, like one that does not exist.
+    """
     endpoints = {e.name: e for e in config.stripe_endpoints if e.secrets}
 
-    async def receive(request: Request) -> JSONResponse:
-        endpoint = endpoints.get("default")
+    async def receive(request: Request) -> Response:
+        endpoint = endpoints.get(request.path_params.get("endpoint", "default"))
         if endpoint is None:
-            return _answer("stripe", 404, {"error": "not_found"})
+            return _answer("stripe", 404, {"error": "not_found", "message": "no such webhook endpoint"})
+        if not admission.try_enter():
+            return shed("stripe")
+        try:
+            return await _verify_and_publish(request, endpoint)
+        finally:
+            admission.leave()
+
+    async def _verify_and_publish(request: Request, endpoint: StripeEndpoint) -> Response:
         try:
             _require_json(request)
             body = await _read_limited(request, config.max_body_bytes)
@@ -86,9 +173,7 @@ def stripe_routes(config: IngestConfig, publisher: RawPublisher) -> list[Route]:
             )
             facts = read_event(body)
         except Rejected as rejected:
-            metrics.REJECTIONS.labels(source="stripe", reason=rejected.reason).inc()
-            log.info("stripe webhook refused: %s", rejected)
-            return _answer("stripe", rejected.status, {"error": rejected.reason, "message": rejected.message})
+            return refuse("stripe", rejected)
         except ClientDisconnect:
             return _answer("stripe", 400, {"error": "client_disconnected"})
 
@@ -103,19 +188,10 @@ def stripe_routes(config: IngestConfig, publisher: RawPublisher) -> list[Route]:
             content_type=request.headers.get("content-type", ""),
             body=body,
         )
-        started = time.perf_counter()
-        try:
-            await publisher.publish(envelope, key=(facts.object_id or facts.event_id).encode())
-        except PublishUnavailable as exc:
-            metrics.BROKER_ERRORS.inc()
-            log.warning("broker did not acknowledge %s in time (%s): answered 503", facts.event_id, exc)
-            return _answer(
-                "stripe",
-                503,
-                {"error": "unavailable", "message": "event log unavailable, retry later"},
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
-        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        return _answer("stripe", 200, {"received": True, "id": facts.event_id})
+        key = (facts.object_id or facts.event_id).encode()
+        return await publish_or_503(publisher, envelope, key, {"received": True, "id": facts.event_id})
 
-    return [Route("/webhooks/stripe", receive, methods=["POST"])]
+    return [
+        Route("/webhooks/stripe", receive, methods=["POST"]),
+        Route("/webhooks/stripe/{endpoint}", receive, methods=["POST"]),
+    ]

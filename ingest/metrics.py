@@ -1,6 +1,6 @@
 """Ingest metrics (prometheus-client conventions: units in names, _total counters, few labels)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter(
     "revstream_webhooks_received_total",
@@ -21,3 +21,9 @@ BROKER_ERRORS = Counter(
     "revstream_broker_errors_total",
     "Raw envelopes not acknowledged by the broker in time (answered 503).",
 )
+SHED = Counter(
+    "revstream_webhooks_shed_total",
+    "Requests answered 503 at once because ingest already had REVSTREAM_MAX_INFLIGHT in progress.",
+    ["source"],
+)
+IN_FLIGHT = Gauge("revstream_ingest_requests_in_flight", "Webhook requests being verified or published now.")

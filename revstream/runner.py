@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingest.http import IngestConfig, StripeEndpoint, stripe_routes
+from ingest.http import Admission, IngestConfig, StripeEndpoint, stripe_routes
 from ingest.publisher import KafkaRawPublisher
 from processors.revenue.consumer import register_revenue_processor
 from revstream.api import api_routes
@@ -57,8 +57,13 @@ async def _metrics(_: Request) -> Response:
 
 def _ingest_config(settings: Settings) -> IngestConfig:
     secrets = [s.get_secret_value() for s in settings.stripe_webhook_secrets]
+    endpoints = [StripeEndpoint(name="default", entity=settings.entity, secrets=secrets)]
+    endpoints += [
+        StripeEndpoint(name=name, entity=e.entity, secrets=[s.get_secret_value() for s in e.secrets])
+        for name, e in settings.stripe_endpoints.items()
+    ]
     return IngestConfig(
-        stripe_endpoints=[StripeEndpoint(name="default", entity=settings.entity, secrets=secrets)],
+        stripe_endpoints=endpoints,
         tolerance_s=settings.stripe_tolerance_seconds,
         max_body_bytes=settings.max_body_bytes,
     )
@@ -80,10 +85,12 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
     """The HTTP process: ingest routes, API routes, or both plus the ClickHouse sink (web)."""
     with_ingest = service in ("web", "ingest")
     with_api = service in ("web", "api")
-    if with_ingest and not settings.stripe_webhook_secrets:
+    if with_ingest and not settings.configured_sources():
+        # Never fail open: an ingest that accepts nothing is a misconfiguration, not a default.
         raise SettingsError(
-            "no webhook source is configured: set STRIPE_WEBHOOK_SECRET (whsec_..., comma-separated "
-            "during a rotation)"
+            "no source is configured: set STRIPE_WEBHOOK_SECRET (whsec_..., comma-separated during a "
+            "rotation), REVSTREAM_STRIPE_ENDPOINTS, GUMROAD_WEBHOOK_SECRET, or REVSTREAM_ADMIN_TOKEN "
+            "(manual entries)"
         )
     broker = make_broker(settings, service) if with_ingest or service == "web" else None
     clickhouse = ClickHouse(settings.resolved_clickhouse_url) if with_api else None
@@ -98,7 +105,8 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
     if with_ingest:
         assert broker is not None
         publisher = KafkaRawPublisher(broker, topics_for(settings).raw, settings.publish_timeout_ms / 1000)
-        routes += stripe_routes(_ingest_config(settings), publisher)
+        admission = Admission(settings.max_inflight)
+        routes += stripe_routes(_ingest_config(settings), publisher, admission)
     if with_api:
         assert clickhouse is not None
         routes += api_routes(settings, clickhouse)

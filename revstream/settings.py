@@ -7,7 +7,9 @@ nothing here ever logs a secret's value.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,32 @@ def _split_secrets(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+_ENDPOINT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class StripeEndpointSettings(BaseModel):
+    """One extra Stripe webhook endpoint: the entity its money belongs to and its signing secrets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    entity: str = Field(min_length=1, max_length=100)
+    secrets: list[SecretStr] = Field(min_length=1)
+
+    _split = field_validator("secrets", mode="before")(_split_secrets)
+
+    @field_validator("secrets")
+    @classmethod
+    def _whsec(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        return _check_whsec(secrets)
+
+
+def _check_whsec(secrets: list[SecretStr]) -> list[SecretStr]:
+    for secret in secrets:
+        if not secret.get_secret_value().startswith("whsec_"):
+            raise ValueError("each secret must start with whsec_ (copy it from the Stripe dashboard)")
+    return secrets
 
 
 class Settings(BaseModel):
@@ -41,6 +69,12 @@ class Settings(BaseModel):
         ge=1,
         alias="STRIPE_WEBHOOK_TOLERANCE_SECONDS",
         description="How far a Stripe-Signature timestamp may be from now (replay protection).",
+    )
+    stripe_endpoints: dict[str, StripeEndpointSettings] = Field(
+        default_factory=dict,
+        alias="REVSTREAM_STRIPE_ENDPOINTS",
+        description='More Stripe endpoints, one per business entity, as JSON: {"eu": {"entity": "acme-eu", '
+        '"secrets": ["whsec_..."]}} serves /webhooks/stripe/eu. The default endpoint is STRIPE_WEBHOOK_SECRET.',
     )
     gumroad_webhook_secret: SecretStr | None = Field(
         default=None,
@@ -116,6 +150,12 @@ class Settings(BaseModel):
         alias="REVSTREAM_MAX_BODY_BYTES",
         description="Largest webhook body accepted; larger gets 413.",
     )
+    max_inflight: int = Field(
+        default=1000,
+        ge=1,
+        alias="REVSTREAM_MAX_INFLIGHT",
+        description="Webhook requests ingest works on at once; more get 503 + Retry-After (load shedding).",
+    )
     sink_batch_size: int = Field(
         default=500,
         ge=1,
@@ -134,10 +174,30 @@ class Settings(BaseModel):
     @field_validator("stripe_webhook_secrets")
     @classmethod
     def _whsec(cls, secrets: list[SecretStr]) -> list[SecretStr]:
-        for secret in secrets:
-            if not secret.get_secret_value().startswith("whsec_"):
-                raise ValueError("each secret must start with whsec_ (copy it from the Stripe dashboard)")
-        return secrets
+        return _check_whsec(secrets)
+
+    @field_validator("stripe_endpoints", mode="before")
+    @classmethod
+    def _endpoints_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    'expected JSON like {"eu": {"entity": "acme-eu", "secrets": ["whsec_..."]}}'
+                ) from None
+        return value
+
+    @field_validator("stripe_endpoints")
+    @classmethod
+    def _endpoint_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(_ENDPOINT_NAME, name) or name == "default":
+                raise ValueError(
+                    f"endpoint name {name!r} must be lowercase letters, digits, - or _ and not 'default' "
+                    "(the default endpoint is STRIPE_WEBHOOK_SECRET)"
+                )
+        return value
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
@@ -171,6 +231,17 @@ class Settings(BaseModel):
     @property
     def resolved_clickhouse_url(self) -> str:
         return self.clickhouse_url or f"chdb://{self.resolved_data_dir / 'clickhouse'}"
+
+    def configured_sources(self) -> list[str]:
+        """The sources ingest would accept; each one is off until its secret is set."""
+        sources = []
+        if self.stripe_webhook_secrets or self.stripe_endpoints:
+            sources.append("stripe")
+        if self.gumroad_webhook_secret is not None:
+            sources.append("gumroad")
+        if self.admin_token is not None:
+            sources.append("manual")
+        return sources
 
     def require(self, *names: str) -> None:
         """Fail start-up unless the named fields (by env name) are set."""

@@ -1,13 +1,15 @@
 """The webhook route's answers, with an in-memory publisher standing in for Kafka (the real
 broker path is covered by tests/integration)."""
 
+import asyncio
 import json
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from ingest.http import IngestConfig, StripeEndpoint, stripe_routes
+from ingest.http import Admission, IngestConfig, StripeEndpoint, stripe_routes
 from ingest.publisher import PublishUnavailable
 from schemas.envelope import RawEnvelope
 from tests.stripe_fixtures import fixture_bytes, stripe_signature
@@ -81,3 +83,86 @@ def test_client_mistakes_are_4xx_and_publish_nothing(headers: dict, body: bytes 
 def test_endpoint_without_secret_is_disabled() -> None:
     response = post(client_for(RecordingPublisher(), secrets=[]), b"{}")
     assert response.status_code == 404
+
+
+def multi_endpoint_client(publisher: RecordingPublisher) -> TestClient:
+    config = IngestConfig(
+        stripe_endpoints=[
+            StripeEndpoint("default", "acme", [SECRET]),
+            StripeEndpoint("eu", "acme-eu", ["whsec_eu_old", "whsec_eu_new"]),
+        ],
+        tolerance_s=300,
+        max_body_bytes=64 * 1024,
+        clock=lambda: NOW,
+    )
+    return TestClient(Starlette(routes=stripe_routes(config, publisher)), raise_server_exceptions=False)
+
+
+def test_each_endpoint_verifies_with_its_own_secrets_and_records_its_entity() -> None:
+    publisher = RecordingPublisher()
+    client = multi_endpoint_client(publisher)
+    body = fixture_bytes("stripe-sync-engine/charge.succeeded__1.json")
+
+    def send(path: str, secret: str) -> int:
+        headers = {
+            "Content-Type": "application/json",
+            "Stripe-Signature": stripe_signature(body, secret, NOW),
+        }
+        return client.post(path, content=body, headers=headers).status_code
+
+    assert send("/webhooks/stripe/eu", "whsec_eu_old") == 200  # rotation: both secrets verify
+    assert send("/webhooks/stripe/eu", "whsec_eu_new") == 200
+    assert send("/webhooks/stripe/eu", SECRET) == 400  # another endpoint's secret does not
+    assert send("/webhooks/stripe", "whsec_eu_new") == 400
+    assert send("/webhooks/stripe/default", SECRET) == 200
+    assert send("/webhooks/stripe/us", SECRET) == 404  # unknown endpoint
+    assert [(e.endpoint, e.entity) for e, _ in publisher.published] == [
+        ("eu", "acme-eu"),
+        ("eu", "acme-eu"),
+        ("default", "acme"),
+    ]
+
+
+class BlockingPublisher(RecordingPublisher):
+    """Holds every publish until released, so requests pile up in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def publish(self, envelope: RawEnvelope, key: bytes) -> None:
+        self.waiting += 1
+        await self.release.wait()
+        await super().publish(envelope, key)
+
+
+def test_over_the_in_flight_bound_requests_are_shed_with_503_and_the_rest_acknowledged() -> None:
+    asyncio.run(_overload())
+
+
+async def _overload() -> None:
+    publisher = BlockingPublisher()
+    config = IngestConfig([StripeEndpoint("default", "acme", [SECRET])], 300, 64 * 1024, clock=lambda: NOW)
+    app = Starlette(routes=stripe_routes(config, publisher, Admission(limit=5)))
+    body = fixture_bytes("stripe-sync-engine/charge.succeeded__1.json")
+    headers = {"Content-Type": "application/json", "Stripe-Signature": stripe_signature(body, SECRET, NOW)}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        requests = [
+            asyncio.create_task(client.post("/webhooks/stripe", content=body, headers=headers))
+            for _ in range(20)
+        ]
+        # 5 publishes are held; the other 15 must get their answer without waiting for them.
+        for _ in range(500):
+            done, _pending = await asyncio.wait(requests, timeout=0.01)
+            if len(done) == 15 and publisher.waiting == 5:
+                break
+        shed = [t.result() for t in requests if t.done()]
+        assert all(r.status_code == 503 for r in shed)
+        publisher.release.set()
+        answers = await asyncio.gather(*requests)
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * 5 + [503] * 15
+    assert all(r.headers["retry-after"] == "1" for r in answers if r.status_code == 503)
+    assert len(publisher.published) == 5 and len(shed) == 15
