@@ -5,6 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
+from revstream.operator_client import OperatorError
 from revstream.settings import SettingsError, load_settings
 
 
@@ -55,6 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     send.add_argument("file", type=Path, help="a Stripe event JSON file, e.g. tests/fixtures/stripe/...")
     send.add_argument("--url", help="webhook URL (default http://HOST:PORT/webhooks/stripe)")
+    events = commands.add_parser("events", help="webhook event records: list, show, replay").add_subparsers(
+        dest="events_command", required=True
+    )
+    events_list = events.add_parser("list", help="newest first")
+    events_list.add_argument("--state", choices=["received", "processed", "ignored", "failed"])
+    events_list.add_argument("--source", choices=["stripe", "gumroad", "manual"])
+    events_list.add_argument("--limit", type=int, default=50)
+    for name, text in (("show", "one event, with its error"), ("replay", "derive one event again")):
+        sub = events.add_parser(name, help=text)
+        sub.add_argument("id", help="the provider event id (evt_..., a Gumroad sale+resource, ...)")
+        sub.add_argument("--source", default="stripe", choices=["stripe", "gumroad", "manual"])
+    for sub in events.choices.values():
+        sub.add_argument("--url", help="the pipeline's API (default http://HOST:PORT)")
+    backfill = commands.add_parser("backfill", help="import history").add_subparsers(
+        dest="backfill_command", required=True
+    )
+    csv_parser = backfill.add_parser("csv", help="offline revenue from a CSV file (idempotent)")
+    csv_parser.add_argument("file", type=Path)
+    csv_parser.add_argument("--url", help="the pipeline's API (default http://HOST:PORT)")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -71,10 +91,22 @@ def main(argv: list[str] | None = None) -> int:
             from revstream.send import send_stripe
 
             return send_stripe(load_settings(), args.file, args.url)
+        if args.command == "events":
+            from revstream import events_cli
+
+            if args.events_command == "list":
+                return events_cli.list_events(load_settings(), args.url, args.state, args.source, args.limit)
+            if args.events_command == "show":
+                return events_cli.show_event(load_settings(), args.url, args.source, args.id)
+            return events_cli.replay_event(load_settings(), args.url, args.source, args.id)
+        if args.command == "backfill" and args.backfill_command == "csv":
+            from revstream.csv_backfill import backfill_csv
+
+            return backfill_csv(load_settings(), args.file, args.url)
         if args.command == "migrate":
             return _migrate()
         return _topics()
-    except SettingsError as exc:
+    except (SettingsError, OperatorError) as exc:
         print(f"revstream: {exc}", file=sys.stderr)
         return 2
 

@@ -22,13 +22,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ingest.events_http import webhook_event_routes
 from ingest.http import Admission, IngestConfig, StripeEndpoint, stripe_routes
+from ingest.idempotency import IdempotencyKeys
+from ingest.manual_http import manual_entry_routes
 from ingest.publisher import KafkaRawPublisher
 from processors.revenue.consumer import register_revenue_processor
 from revstream.api import api_routes
 from revstream.settings import Settings, SettingsError
 from revstream.wiring import (
     GROUP_PROCESSOR,
+    GROUP_RAW_ARCHIVE,
     GROUP_SINK_CLICKHOUSE,
     GROUP_SINK_POSTGRES,
     group_for,
@@ -40,6 +44,7 @@ from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.facts import RevenueFactsStore
 from sinks.consumer import register_sink
 from sinks.postgres.store import PostgresStore
+from sinks.postgres.webhook_events import RawArchive, WebhookEvents
 
 log = logging.getLogger("revstream")
 
@@ -94,6 +99,13 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
         )
     broker = make_broker(settings, service) if with_ingest or service == "web" else None
     clickhouse = ClickHouse(settings.resolved_clickhouse_url) if with_api else None
+    # PostgreSQL on the edge only for operator endpoints (idempotency keys, event records). It is
+    # opened lazily and bounded, so webhooks never wait on it and an outage answers 503, not 500.
+    state_pool = (
+        AsyncConnectionPool(require_database(settings), min_size=1, max_size=8, timeout=5, open=False)
+        if with_ingest and (settings.admin_token is not None or settings.database_url)
+        else None
+    )
 
     async def ready(_: Request) -> JSONResponse:
         """Ready = the broker answers (process alive is /health). API-only processes have no broker."""
@@ -107,6 +119,21 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
         publisher = KafkaRawPublisher(broker, topics_for(settings).raw, settings.publish_timeout_ms / 1000)
         admission = Admission(settings.max_inflight)
         routes += stripe_routes(_ingest_config(settings), publisher, admission)
+        routes += manual_entry_routes(
+            admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+            default_entity=settings.entity,
+            keys=IdempotencyKeys(state_pool) if state_pool is not None else None,
+            publisher=publisher,
+            max_body_bytes=settings.max_body_bytes,
+            admission=admission,
+        )
+        if state_pool is not None:
+            routes += webhook_event_routes(
+                read_token=settings.api_token.get_secret_value() if settings.api_token else None,
+                admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+                events=WebhookEvents(state_pool),
+                publisher=publisher,
+            )
     if with_api:
         assert clickhouse is not None
         routes += api_routes(settings, clickhouse)
@@ -118,11 +145,15 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if broker is not None:
             await broker.start()
+        if state_pool is not None:
+            await state_pool.open(wait=False)
         try:
             yield
         finally:
             if broker is not None:
                 await broker.stop()
+            if state_pool is not None:
+                await state_pool.close()
             if clickhouse is not None:
                 clickhouse.close()
 
@@ -153,6 +184,16 @@ async def _run_consumer(settings: Settings, service: str) -> None:
             store=PostgresStore(pool),
             batch_size=settings.sink_batch_size,
             flush_ms=settings.sink_flush_ms,
+        )
+        register_sink(
+            broker,
+            name="raw-archive",
+            topic=topics.raw,
+            group_id=group_for(settings, GROUP_RAW_ARCHIVE),
+            store=RawArchive(pool),
+            batch_size=settings.sink_batch_size,
+            flush_ms=settings.sink_flush_ms,
+            decode=RawArchive.decode,
         )
     elif service == "sink-clickhouse":
         clickhouse = ClickHouse(settings.resolved_clickhouse_url)

@@ -10,6 +10,7 @@ from schemas.topics import Topics
 GROUP_PROCESSOR = "revstream-processor"
 GROUP_SINK_POSTGRES = "revstream-sink-postgres"
 GROUP_SINK_CLICKHOUSE = "revstream-sink-clickhouse"
+GROUP_RAW_ARCHIVE = "revstream-raw-archive"
 
 
 def topics_for(settings: Settings) -> Topics:

@@ -31,6 +31,18 @@ class RawEnvelope(BaseModel):
     content_type: str = Field(description="Content-Type header of the original request.")
     body: bytes = Field(description="The request body exactly as received.")
     backfilled: bool = Field(default=False, description="True when fetched from a provider API, not pushed.")
+    replay: int = Field(
+        default=0,
+        ge=0,
+        description="0 for the original delivery; N for an operator's Nth replay (`revstream events replay`).",
+    )
+
+    @property
+    def dedupe_key(self) -> str:
+        """Deliveries of one provider event share this key; an operator's replay does not, so it
+        is derived again (into the same deterministic records)."""
+        base = f"{self.source.value}:{self.provider_event_id}"
+        return f"{base}#replay{self.replay}" if self.replay else base
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

@@ -11,6 +11,7 @@ On a store error the handler raises, the batch is sought back (NACK) and retried
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from faststream import AckPolicy
@@ -26,7 +27,7 @@ RETRY_PAUSE_S = 1.0
 
 
 class BatchStore(Protocol):
-    def add(self, derived: DerivedEvent) -> None: ...
+    def add(self, derived: Any) -> None: ...
 
     async def flush(self) -> int: ...
 
@@ -45,6 +46,7 @@ def register_sink(
     store: BatchStore,
     batch_size: int,
     flush_ms: int,
+    decode: Callable[[bytes], Any] = DerivedEvent.from_bytes,
 ) -> None:
     @broker.subscriber(
         topic,
@@ -58,7 +60,7 @@ def register_sink(
     )
     async def write_batch(bodies: list[bytes]) -> None:
         for body in bodies:
-            store.add(DerivedEvent.from_bytes(body))
+            store.add(decode(body))
         started = time.perf_counter()
         try:
             written = await store.flush()

@@ -62,7 +62,7 @@ def register_revenue_processor(
             except ValidationError as exc:
                 sends.append(dead_letter(f"not a raw envelope: {exc.error_count()} validation errors", body))
                 continue
-            dedupe_key = f"{envelope.source.value}:{envelope.provider_event_id}"
+            dedupe_key = envelope.dedupe_key
             if recent.seen(dedupe_key) or dedupe_key in derived_keys:
                 metrics.DEDUPLICATED.inc()
                 continue

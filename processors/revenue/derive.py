@@ -3,6 +3,7 @@
 import json
 
 from processors.revenue.common import DerivationError, from_unix
+from processors.revenue.manual_events import derive_manual_entry
 from processors.revenue.stripe_events import derive_stripe_event
 from schemas.envelope import RawEnvelope, Source
 from schemas.revenue import DerivedEvent, EventState, WebhookEventRecord
@@ -13,16 +14,20 @@ def derive(envelope: RawEnvelope) -> DerivedEvent:
     cannot be derived comes back in state FAILED with the reason, so it stays inspectable."""
     created_at = None
     try:
-        if envelope.source is not Source.STRIPE:
+        if envelope.source is Source.MANUAL:
+            revenue, orders = derive_manual_entry(envelope)
+            created_at = revenue[0].occurred_at
+        elif envelope.source is Source.STRIPE:
+            event = json.loads(envelope.body)
+            if not isinstance(event, dict):
+                raise DerivationError("body is not a JSON object")
+            ctx, (revenue, orders) = derive_stripe_event(event, envelope.entity)
+            created_at = from_unix(ctx.created) if ctx is not None else None
+        else:
             raise DerivationError(f"no derivation for source {envelope.source.value} yet")
-        event = json.loads(envelope.body)
-        if not isinstance(event, dict):
-            raise DerivationError("body is not a JSON object")
-        ctx, (revenue, orders) = derive_stripe_event(event, envelope.entity)
-        created_at = from_unix(ctx.created) if ctx is not None else None
         state = EventState.PROCESSED if revenue or orders else EventState.IGNORED
         error = None
-    except (DerivationError, ValueError, KeyError, TypeError) as exc:
+    except (DerivationError, ValueError, KeyError, TypeError) as exc:  # ValidationError is a ValueError
         revenue, orders, state = [], [], EventState.FAILED
         error = f"{type(exc).__name__}: {exc}"[:500]
     record = WebhookEventRecord(
