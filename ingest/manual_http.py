@@ -36,7 +36,7 @@ from ingest.http import (
 from ingest.idempotency import Claim, IdempotencyKeys
 from ingest.rejections import Rejected
 from schemas.envelope import RawEnvelope, Source
-from schemas.manual import IDEMPOTENCY_KEY_PATTERN, ManualEntry
+from schemas.manual import IDEMPOTENCY_KEY_PATTERN, ManualEntry, describe_errors
 
 SOURCE = Source.MANUAL.value
 log = logging.getLogger("revstream.ingest")
@@ -52,11 +52,7 @@ def parse_entry(body: bytes) -> ManualEntry:
     try:
         return ManualEntry.model_validate_json(body)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)
-        ]
-        raise Rejected(422, "invalid_entry", "; ".join(problems)[:1000]) from None
+        raise Rejected(422, "invalid_entry", describe_errors(exc)) from None
 
 
 def canonical_sha256(entry: ManualEntry, entity: str) -> str:

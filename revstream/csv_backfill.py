@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from revstream.operator_client import OperatorError, call, client
 from revstream.settings import Settings
-from schemas.manual import IDEMPOTENCY_KEY_PATTERN, ManualEntry
+from schemas.manual import IDEMPOTENCY_KEY_PATTERN, ManualEntry, describe_errors
 
 REQUIRED = ("id", "kind", "amount", "currency", "occurred_at")
 OPTIONAL = ("entity", "customer", "reference", "description", "refund_of", "livemode")
@@ -83,10 +83,7 @@ def read_rows(path: Path, report: Report) -> Iterator[Row]:
             try:
                 entry = ManualEntry.model_validate(_entry_fields(record))
             except ValidationError as exc:
-                reason = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}"
-                    for e in exc.errors(include_input=False, include_url=False)
-                )
+                reason = describe_errors(exc)
                 report.invalid.append((line, reason))
                 continue
             body = json.dumps(entry.model_dump(mode="json", exclude_none=True)).encode()

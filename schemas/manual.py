@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -70,7 +71,20 @@ class ManualEntry(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ManualEntry":
-        to_minor_units(self.amount, self.currency)  # more decimals than the currency has: refused
+        try:
+            to_minor_units(self.amount, self.currency)  # more decimals than the currency has: refused
+        except ValueError as exc:
+            raise ValueError(f"amount: {exc}") from None
         if self.refund_of is not None and self.kind != "refund":
-            raise ValueError("refund_of is only for kind=refund")
+            raise ValueError("refund_of: only for kind=refund")
         return self
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line naming each problem by field, never echoing the input (it may hold card data)."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)[:1000]

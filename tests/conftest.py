@@ -33,6 +33,8 @@ from tests.stripe_fixtures import stripe_signature
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_SECRET = "whsec_revstream_test_secret"
+EU_SECRET = "whsec_revstream_test_eu_secret"
+ADMIN_TOKEN = "revstream-test-admin-token"
 PIPELINE_SERVICES = ("web", "processor", "sink-postgres")
 
 
@@ -94,6 +96,8 @@ class Pipeline:
         self.env = {
             **os.environ,
             "STRIPE_WEBHOOK_SECRET": TEST_SECRET,
+            "REVSTREAM_STRIPE_ENDPOINTS": json.dumps({"eu": {"entity": "acme-eu", "secrets": [EU_SECRET]}}),
+            "REVSTREAM_ADMIN_TOKEN": ADMIN_TOKEN,
             "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap,
             "DATABASE_URL": self.database_url,
             "CLICKHOUSE_URL": f"chdb://{workdir / 'clickhouse'}",
@@ -185,6 +189,29 @@ class Pipeline:
             if time.monotonic() > deadline:
                 raise AssertionError(f"not accepted within {deadline_s} s")
             time.sleep(0.2)
+
+    def post_manual(
+        self, entry: dict[str, Any] | bytes, key: str | None, token: str | None = ADMIN_TOKEN
+    ) -> httpx.Response:
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        body = entry if isinstance(entry, bytes) else json.dumps(entry).encode()
+        return self.http.post("/api/v1/manual-entries", content=body, headers=headers)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `revstream <args>` against this deployment, as an operator would."""
+        return subprocess.run(
+            [sys.executable, "-m", "revstream", *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     def totals(self, livemode: bool = True) -> dict[str, dict[str, int]]:
         response = self.http.get("/api/v1/revenue/totals", params={"livemode": str(livemode).lower()})

@@ -82,26 +82,3 @@ def test_fixtures_twice_shuffled_give_exact_totals(pipeline: Pipeline) -> None:
     assert pipeline.sql("SELECT amount_minor, currency, status, livemode FROM orders") == [
         (999, "eur", "paid", True)
     ]
-
-
-def test_forged_and_broken_requests_never_reach_kafka(pipeline: Pipeline) -> None:
-    body = unique_bodies()[0]
-    now = int(time.time())
-    cases = [
-        pipeline.post_stripe(body, secret="whsec_not_ours"),
-        pipeline.post_stripe(body, timestamp=now - 3600),
-        pipeline.post_stripe(body, headers={"Stripe-Signature": ""}),
-        pipeline.post_stripe(body, headers={"Content-Type": "text/plain"}),
-        pipeline.post_stripe(b"{not json", timestamp=now),
-        pipeline.post_stripe(b"x" * (1_048_576 + 1)),
-    ]
-    assert [r.status_code for r in cases] == [400, 400, 400, 415, 400, 413]
-    for response in cases:
-        assert "Traceback" not in response.text and TEST_SECRET_FRAGMENT not in response.text
-    assert pipeline.raw_message_count() == 0
-    # ...and the valid request right after still goes through.
-    assert pipeline.post_stripe(body).status_code == 200
-    assert pipeline.raw_message_count() == 1
-
-
-TEST_SECRET_FRAGMENT = "revstream_test_secret"
