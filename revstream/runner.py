@@ -29,6 +29,7 @@ from ingest.manual_http import manual_entry_routes
 from ingest.publisher import KafkaRawPublisher
 from processors.revenue.consumer import register_revenue_processor
 from revstream.api import api_routes
+from revstream.localservices.kafka import metadata_ok
 from revstream.settings import Settings, SettingsError
 from revstream.wiring import (
     GROUP_PROCESSOR,
@@ -160,6 +161,21 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+async def _wait_for_kafka(settings: Settings, stop: asyncio.Event) -> bool:
+    """A consumer that starts while Kafka is away waits for it (saying so) instead of exiting;
+    False if asked to stop first."""
+    assert settings.kafka_bootstrap_servers is not None
+    delay = 0.5
+    while not await metadata_ok(settings.kafka_bootstrap_servers, wait_s=5):
+        log.warning("Kafka at %s is unreachable; retrying in %.0f s", settings.kafka_bootstrap_servers, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if stop.is_set():
+            return False
+        delay = min(delay * 2, 10)
+    return True
+
+
 async def _run_consumer(settings: Settings, service: str) -> None:
     broker = make_broker(settings, service)
     topics = topics_for(settings)
@@ -205,6 +221,8 @@ async def _run_consumer(settings: Settings, service: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if not await _wait_for_kafka(settings, stop):
+        return
     await broker.start()
     log.info("%s consuming (topic prefix %r)", service, settings.topic_prefix)
     try:

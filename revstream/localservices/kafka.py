@@ -110,7 +110,7 @@ def _run_async(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         return pool.submit(lambda: asyncio.run(factory())).result()
 
 
-async def _metadata_ok(bootstrap_servers: str, wait_s: float) -> bool:
+async def metadata_ok(bootstrap_servers: str, wait_s: float) -> bool:
     """True if the broker answers a metadata request and lists at least one live broker."""
     from aiokafka import AIOKafkaClient
 
@@ -316,7 +316,7 @@ class LocalKafka:
                     "see the log below; retry with a larger timeout if the machine is slow",
                     self.log_path,
                 )
-            probe = functools.partial(_metadata_ok, self.bootstrap_servers, min(5.0, max(remaining, 0.5)))
+            probe = functools.partial(metadata_ok, self.bootstrap_servers, min(5.0, max(remaining, 0.5)))
             if _run_async(probe):
                 return
             time.sleep(0.3)
