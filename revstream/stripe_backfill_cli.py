@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime
 
 import stripe
+from aiokafka.errors import KafkaError
 
 from ingest.publisher import KafkaRawPublisher
 from ingest.stripe_backfill import MAX_PAGE_SIZE, BackfillError, CursorFile, StripeEventsBackfill
@@ -46,7 +47,14 @@ async def _run(settings: Settings, since: int, restart: bool, page_size: int) ->
         max_network_retries=2,  # connection errors and 5xx; 429s are handled (and shown) by the backfill
     )
     broker = make_broker(settings, "backfill-stripe")
-    await broker.start()
+    try:
+        await broker.start()
+    except KafkaError as exc:
+        await broker.stop()
+        _progress(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} ({type(exc).__name__}); nothing published"
+        )
+        return 1
     try:
         publisher = KafkaRawPublisher(broker, topics_for(settings).raw, settings.publish_timeout_ms / 1000)
         cursors = CursorFile(settings.resolved_data_dir / "backfill" / f"stripe-since-{since}.json")
