@@ -75,6 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     csv_parser = backfill.add_parser("csv", help="offline revenue from a CSV file (idempotent)")
     csv_parser.add_argument("file", type=Path)
     csv_parser.add_argument("--url", help="the pipeline's API (default http://HOST:PORT)")
+    stripe_backfill = backfill.add_parser(
+        "stripe", help="Stripe events since a date, from the Events API (needs STRIPE_API_KEY; resumable)"
+    )
+    stripe_backfill.add_argument(
+        "--since", required=True, help="YYYY-MM-DD or ISO time (Stripe keeps 30 days)"
+    )
+    stripe_backfill.add_argument(
+        "--restart", action="store_true", help="ignore a saved cursor and start over"
+    )
+    stripe_backfill.add_argument("--page-size", type=int, default=100, help="events per API page (1-100)")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -99,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.events_command == "show":
                 return events_cli.show_event(load_settings(), args.url, args.source, args.id)
             return events_cli.replay_event(load_settings(), args.url, args.source, args.id)
+        if args.command == "backfill" and args.backfill_command == "stripe":
+            from revstream.stripe_backfill_cli import backfill_stripe
+
+            return backfill_stripe(load_settings(), args.since, args.restart, args.page_size)
         if args.command == "backfill" and args.backfill_command == "csv":
             from revstream.csv_backfill import backfill_csv
 

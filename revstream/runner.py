@@ -29,6 +29,7 @@ from ingest.manual_http import manual_entry_routes
 from ingest.publisher import KafkaRawPublisher
 from processors.revenue.consumer import register_revenue_processor
 from revstream.api import api_routes
+from revstream.gumroad_wiring import gumroad_routes_for
 from revstream.localservices.kafka import metadata_ok
 from revstream.settings import Settings, SettingsError
 from revstream.wiring import (
@@ -120,6 +121,7 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
         publisher = KafkaRawPublisher(broker, topics_for(settings).raw, settings.publish_timeout_ms / 1000)
         admission = Admission(settings.max_inflight)
         routes += stripe_routes(_ingest_config(settings), publisher, admission)
+        routes += gumroad_routes_for(settings, publisher, admission)
         routes += manual_entry_routes(
             admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
             default_entity=settings.entity,

@@ -168,8 +168,26 @@ class Settings(BaseModel):
         alias="REVSTREAM_SINK_FLUSH_MS",
         description="...or when this many milliseconds passed since the batch started, whichever first.",
     )
+    gumroad_seller_ids: list[str] = Field(
+        default_factory=list,
+        alias="GUMROAD_SELLER_IDS",
+        description="Gumroad seller_id values whose pings are accepted, comma-separated. Required when "
+        "GUMROAD_WEBHOOK_SECRET is set: ingest refuses to start Gumroad without an allow-list.",
+    )
+    stripe_api_key: SecretStr | None = Field(
+        default=None,
+        alias="STRIPE_API_KEY",
+        description="Stripe secret or restricted key (read access to events) for `revstream backfill "
+        "stripe`; never logged.",
+    )
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com",
+        alias="REVSTREAM_STRIPE_API_BASE",
+        description="Stripe API base URL for the backfill (tests point it at a local recorded-pages server).",
+    )
 
     _split = field_validator("stripe_webhook_secrets", mode="before")(_split_secrets)
+    _split_sellers = field_validator("gumroad_seller_ids", mode="before")(_split_secrets)
 
     @field_validator("stripe_webhook_secrets")
     @classmethod
@@ -198,6 +216,13 @@ class Settings(BaseModel):
                     "(the default endpoint is STRIPE_WEBHOOK_SECRET)"
                 )
         return value
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("expected an http(s) URL such as https://api.stripe.com")
+        return value.rstrip("/")
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -3,6 +3,7 @@
 import json
 
 from processors.revenue.common import DerivationError, from_unix
+from processors.revenue.gumroad_events import derive_gumroad
 from processors.revenue.manual_events import derive_manual_entry
 from processors.revenue.stripe_events import derive_stripe_event
 from schemas.envelope import RawEnvelope, Source
@@ -12,6 +13,8 @@ from schemas.revenue import DerivedEvent, EventState, WebhookEventRecord
 def derive(envelope: RawEnvelope) -> DerivedEvent:
     """Everything one verified raw event implies. Never raises for bad content: an event that
     cannot be derived comes back in state FAILED with the reason, so it stays inspectable."""
+    if envelope.source is Source.GUMROAD:
+        return derive_gumroad(envelope)  # records ignored pings with their reason
     created_at = None
     try:
         if envelope.source is Source.MANUAL:
