@@ -48,7 +48,7 @@ class Outbox:
             await cur.execute(
                 "SELECT message_id, kind, ref, subject_time, attempts FROM slack_outbox "
                 "WHERE state = 'pending' AND next_attempt_at <= %s "
-                "ORDER BY next_attempt_at, created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+                "ORDER BY created_at, message_id LIMIT 1 FOR UPDATE SKIP LOCKED",  # oldest first: a retried message keeps its place
                 (now,),
             )
             row = await cur.fetchone()
