@@ -5,6 +5,8 @@ creates the topics, then runs the pipeline as child processes:
   web            ingest + query API + ClickHouse sink (chdb) on PORT
   processor      revenue.raw.v1 -> revenue.events.v1
   sink-postgres  revenue.events.v1 -> PostgreSQL
+  anomalies      revenue.events.v1 -> alerts; summaries: daily/weekly summaries
+  slack          alerts and summaries -> SLACK_WEBHOOK_URL (only when it is set)
 A child that dies is restarted. Ctrl-C / SIGTERM stops the children first (so in-flight batches
 commit), then PostgreSQL, then Kafka: nothing is left running.
 """
@@ -28,7 +30,7 @@ from revstream.wiring import topics_for
 from sinks.postgres.migrations import apply_migrations
 
 KAFKA_PORT, KAFKA_CONTROLLER_PORT, POSTGRES_PORT = 19092, 19093, 15432
-CHILDREN = ("web", "processor", "sink-postgres")
+CHILDREN = ("web", "processor", "sink-postgres", "anomalies", "summaries")
 STOP_GRACE_S = 20
 
 
@@ -47,7 +49,9 @@ class Supervisor:
         self.settings = settings
         self.data_dir = settings.resolved_data_dir
         self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.restarts: dict[str, list[float]] = {name: [] for name in CHILDREN}
+        # The Slack sink runs only when SLACK_WEBHOOK_URL is set (its outbox waits meanwhile).
+        self.child_names = (*CHILDREN, *(("slack",) if settings.slack_webhook_url else ()))
+        self.restarts: dict[str, list[float]] = {name: [] for name in self.child_names}
         self.stopping = False
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -178,7 +182,7 @@ class Supervisor:
                 "CLICKHOUSE_URL": self.settings.resolved_clickhouse_url,
                 "REVSTREAM_DATA_DIR": str(self.data_dir),
             }
-            for name in CHILDREN:
+            for name in self.child_names:
                 self._spawn(name, env)
             url = f"http://{self.settings.host}:{self.settings.port}"
             self._wait_healthy(url)

@@ -5,6 +5,7 @@ Services:
   one process may open the chdb directory)
 - ingest, api: the HTTP edge and the query API on their own (production containers)
 - processor, sink-postgres, sink-clickhouse: Kafka consumers
+- anomalies, slack, summaries: alerting (revstream/alerting.py)
 """
 
 import asyncio
@@ -28,6 +29,8 @@ from ingest.idempotency import IdempotencyKeys
 from ingest.manual_http import manual_entry_routes
 from ingest.publisher import KafkaRawPublisher
 from processors.revenue.consumer import register_revenue_processor
+from revstream.alerting import ALERTING_SERVICES, register_alert_history, run_alerting_service
+from revstream.alerts_api import AlertsApi
 from revstream.api import api_routes
 from revstream.gumroad_wiring import gumroad_routes_for
 from revstream.localservices.kafka import metadata_ok
@@ -51,7 +54,7 @@ from sinks.postgres.webhook_events import RawArchive, WebhookEvents
 log = logging.getLogger("revstream")
 
 READY_TIMEOUT_S = 2.0
-SERVICES = ("web", "ingest", "api", "processor", "sink-postgres", "sink-clickhouse")
+SERVICES = ("web", "ingest", "api", "processor", "sink-postgres", "sink-clickhouse", *ALERTING_SERVICES)
 
 
 async def _health(_: Request) -> JSONResponse:
@@ -86,6 +89,7 @@ def _register_clickhouse_sink(broker: KafkaBroker, settings: Settings, clickhous
         batch_size=settings.sink_batch_size,
         flush_ms=settings.sink_flush_ms,
     )
+    register_alert_history(broker, settings, clickhouse)
 
 
 def build_http_app(settings: Settings, service: str) -> Starlette:
@@ -108,6 +112,7 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
         if with_ingest and (settings.admin_token is not None or settings.database_url)
         else None
     )
+    alerts_api = AlertsApi(settings, settings.database_url) if with_api and settings.database_url else None
 
     async def ready(_: Request) -> JSONResponse:
         """Ready = the broker answers (process alive is /health). API-only processes have no broker."""
@@ -140,6 +145,8 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
     if with_api:
         assert clickhouse is not None
         routes += api_routes(settings, clickhouse)
+    if alerts_api is not None:
+        routes += alerts_api.routes
     if service == "web":
         assert broker is not None and clickhouse is not None
         _register_clickhouse_sink(broker, settings, clickhouse)
@@ -150,9 +157,13 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
             await broker.start()
         if state_pool is not None:
             await state_pool.open(wait=False)
+        if alerts_api is not None:
+            await alerts_api.start()
         try:
             yield
         finally:
+            if alerts_api is not None:
+                await alerts_api.stop()
             if broker is not None:
                 await broker.stop()
             if state_pool is not None:
@@ -241,7 +252,9 @@ async def _run_consumer(settings: Settings, service: str) -> None:
 def run_service(settings: Settings, service: str) -> None:
     if service not in SERVICES:
         raise SettingsError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
-    if service in ("web", "ingest", "api"):
+    if service in ALERTING_SERVICES:
+        run_alerting_service(settings, service)
+    elif service in ("web", "ingest", "api"):
         app = build_http_app(settings, service)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     else:

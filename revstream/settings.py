@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -186,6 +187,36 @@ class Settings(BaseModel):
         description="Stripe API base URL for the backfill (tests point it at a local recorded-pages server).",
     )
 
+    alert_rules: str | None = Field(
+        default=None,
+        alias="REVSTREAM_ALERT_RULES",
+        description='Threshold alert rules as a JSON list, e.g. [{"name": "big-payment", "type": '
+        '"payment_above", "currency": "usd", "amount_minor": 500000}] (types: payment_above, '
+        "daily_revenue_below).",
+    )
+    anomaly_tuning: str | None = Field(
+        default=None,
+        alias="REVSTREAM_ANOMALY_TUNING",
+        description="JSON object overriding anomaly detector defaults (processors/anomalies/config.py).",
+    )
+    business_tz: str = Field(
+        default="America/Chicago",
+        alias="REVSTREAM_BUSINESS_TZ",
+        description="IANA timezone for business day boundaries (summaries, daily rules).",
+    )
+    slack_max_age_hours: int = Field(
+        default=48,
+        ge=1,
+        alias="REVSTREAM_SLACK_MAX_AGE_HOURS",
+        description="Slack messages about things older than this are not posted (e.g. after a long outage).",
+    )
+    summary_catchup_days: int = Field(
+        default=7,
+        ge=1,
+        alias="REVSTREAM_SUMMARY_CATCHUP_DAYS",
+        description="After downtime, missed summaries are produced for at most this many days back.",
+    )
+
     _split = field_validator("stripe_webhook_secrets", mode="before")(_split_secrets)
     _split_sellers = field_validator("gumroad_seller_ids", mode="before")(_split_secrets)
 
@@ -247,6 +278,15 @@ class Settings(BaseModel):
     def _ch_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://", "chdb://")):
             raise ValueError("expected http://user:password@host:8123/db or chdb:///absolute/path")
+        return value
+
+    @field_validator("business_tz")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA timezone name such as America/Chicago or UTC") from None
         return value
 
     @property

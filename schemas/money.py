@@ -1,8 +1,10 @@
-"""Currency exponents: how many minor units make one major unit, per ISO 4217 code.
+"""Currency exponents: how many minor units make one major unit, per ISO 4217 code, and the exact
+conversions both ways. Arithmetic never uses floats.
 
-Used where people type amounts in major units (manual entries, CSV); provider payloads already
-carry minor units. The zero- and three-decimal lists follow Stripe's documented currency table,
-so a manual JPY or KWD amount means the same minor units as a Stripe one.
+Used where people type amounts in major units (manual entries, CSV) and where amounts are shown
+to people (alert titles, Slack); provider payloads already carry minor units. The zero- and
+three-decimal lists follow Stripe's documented currency table, so a manual JPY or KWD amount
+means the same minor units as a Stripe one.
 """
 
 from decimal import Decimal
@@ -12,6 +14,7 @@ THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
 
 
 def exponent(currency: str) -> int:
+    """Digits after the decimal point in the currency's major unit."""
     code = currency.lower()
     if code in ZERO_DECIMAL:
         return 0
@@ -26,3 +29,12 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{currency.upper()} has {exponent(currency)} decimal places; {amount} has more")
     return int(scaled)
+
+
+def format_money(minor: int, currency: str) -> str:
+    """1234567, "usd" -> "12,345.67 USD"; exact (integer arithmetic), sign kept."""
+    digits = exponent(currency)
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), 10**digits)
+    text = f"{whole:,}" + (f".{frac:0{digits}d}" if digits else "")
+    return f"{sign}{text} {currency.upper()}".strip()

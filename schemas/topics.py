@@ -9,7 +9,10 @@ EVENTS = "revenue.events.v1"
 DLQ = "revenue.dlq.v1"
 """Raw envelopes that could not be parsed or derived, with the reason."""
 
-ALL = (RAW, EVENTS, DLQ)
+ALERTS = "revenue.alerts.v1"
+"""Alerts raised by the anomaly processor (schemas.alerts.Alert), for the ClickHouse history."""
+
+ALL = (RAW, EVENTS, DLQ, ALERTS)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class Topics:
     @property
     def dlq(self) -> str:
         return self.prefix + DLQ
+
+    @property
+    def alerts(self) -> str:
+        return self.prefix + ALERTS
 
     def all(self) -> tuple[str, ...]:
         return tuple(self.prefix + name for name in ALL)
