@@ -10,6 +10,7 @@ from starlette.routing import Route
 from revstream.settings import Settings
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.queries import revenue_totals
+from sinks.clickhouse.subscriptions import recurring_totals
 
 
 def _authorized(request: Request, token: str | None) -> bool:
@@ -37,6 +38,8 @@ def api_routes(settings: Settings, clickhouse: ClickHouse) -> list[Route]:
         if livemode is None:
             return JSONResponse({"error": "bad_request", "message": "livemode must be true or false"}, 400)
         per_currency = await asyncio.to_thread(revenue_totals, clickhouse, livemode)
-        return JSONResponse({"livemode": livemode, "currencies": per_currency})
+        # Current MRR, ARR and active customers per currency (subscriptions), same livemode.
+        recurring = await asyncio.to_thread(recurring_totals, clickhouse, livemode)
+        return JSONResponse({"livemode": livemode, "currencies": per_currency, "recurring": recurring})
 
     return [Route("/api/v1/revenue/totals", totals, methods=["GET"])]

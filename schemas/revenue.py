@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.envelope import Source
+from schemas.subscriptions import InvoicePaymentRecord, InvoiceRecord, SubscriptionSnapshot
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[a-z]{3}$")]
 MinorUnits = Annotated[int, Field(ge=0, le=2**62)]
@@ -93,6 +94,9 @@ class DerivedEvent(BaseModel):
     event: WebhookEventRecord
     revenue: list[RevenueRecord] = Field(default_factory=list)
     orders: list[OrderRecord] = Field(default_factory=list)
+    subscription_snapshots: list[SubscriptionSnapshot] = Field(default_factory=list)
+    subscription_invoices: list[InvoiceRecord] = Field(default_factory=list)
+    invoice_payments: list[InvoicePaymentRecord] = Field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

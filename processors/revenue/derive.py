@@ -6,6 +6,8 @@ from processors.revenue.common import DerivationError, from_unix
 from processors.revenue.gumroad_events import derive_gumroad
 from processors.revenue.manual_events import derive_manual_entry
 from processors.revenue.stripe_events import derive_stripe_event
+from processors.subscriptions.stripe_billing import NOTHING as NO_BILLING
+from processors.subscriptions.stripe_billing import derive_billing_event
 from schemas.envelope import RawEnvelope, Source
 from schemas.revenue import DerivedEvent, EventState, WebhookEventRecord
 
@@ -17,6 +19,7 @@ def derive(envelope: RawEnvelope) -> DerivedEvent:
         return derive_gumroad(envelope)  # records ignored pings with their reason
     created_at = None
     try:
+        billing = NO_BILLING
         if envelope.source is Source.MANUAL:
             revenue, orders = derive_manual_entry(envelope)
             created_at = revenue[0].occurred_at
@@ -25,13 +28,19 @@ def derive(envelope: RawEnvelope) -> DerivedEvent:
             if not isinstance(event, dict):
                 raise DerivationError("body is not a JSON object")
             ctx, (revenue, orders) = derive_stripe_event(event, envelope.entity)
+            billing = derive_billing_event(event, envelope.entity)
             created_at = from_unix(ctx.created) if ctx is not None else None
         else:
             raise DerivationError(f"no derivation for source {envelope.source.value} yet")
         state = EventState.PROCESSED if revenue or orders else EventState.IGNORED
         error = None
+        if billing:
+            state = EventState.PROCESSED
+        elif state is EventState.IGNORED and billing.note:
+            error = billing.note  # an inconsistent payload: recorded, not counted, and why
     except (DerivationError, ValueError, KeyError, TypeError) as exc:  # ValidationError is a ValueError
         revenue, orders, state = [], [], EventState.FAILED
+        billing = NO_BILLING
         error = f"{type(exc).__name__}: {exc}"[:500]
     record = WebhookEventRecord(
         source=envelope.source,
@@ -44,4 +53,11 @@ def derive(envelope: RawEnvelope) -> DerivedEvent:
         state=state,
         error=error,
     )
-    return DerivedEvent(event=record, revenue=revenue, orders=orders)
+    return DerivedEvent(
+        event=record,
+        revenue=revenue,
+        orders=orders,
+        subscription_snapshots=billing.snapshots,
+        subscription_invoices=billing.invoices,
+        invoice_payments=billing.invoice_payments,
+    )

@@ -7,6 +7,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.revenue import DerivedEvent, RevenueRecord
 from sinks.clickhouse.client import ClickHouse
+from sinks.clickhouse.subscriptions import SubscriptionSnapshotFacts
 
 FACT_COLUMNS = tuple(RevenueRecord.model_fields)
 
@@ -23,13 +24,16 @@ class RevenueFactsStore:
     def __init__(self, clickhouse: ClickHouse) -> None:
         self._clickhouse = clickhouse
         self._buffer: list[RevenueRecord] = []
+        self._subscriptions = SubscriptionSnapshotFacts(clickhouse)
 
     def add(self, derived: DerivedEvent) -> None:
         self._buffer.extend(derived.revenue)
+        self._subscriptions.add(derived)
 
     async def flush(self) -> int:
         """Insert the buffered records as one block; cleared in `finally` (Kafka re-delivers on failure)."""
         try:
+            await self._subscriptions.flush()  # its own insert; both tables collapse re-deliveries
             if not self._buffer:
                 return 0
             rows = [[_value(getattr(r, c)) for c in FACT_COLUMNS] for r in self._buffer]

@@ -15,6 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.revenue import DerivedEvent, OrderRecord, RevenueRecord, WebhookEventRecord
+from sinks.postgres.subscriptions import write_subscriptions
 
 _EVENT_COLUMNS = (
     "source",
@@ -117,6 +118,7 @@ class PostgresStore:
                     await cur.executemany(UPSERT_ORDER, [_row(o, _ORDER_COLUMNS) for o in orders])
                 if touched:
                     await cur.execute(REFRESH_ORDER_REFUNDS, (touched,))
+                await write_subscriptions(cur, self._buffer)  # same transaction: all or nothing
             return len(self._buffer)
         finally:
             self._buffer.clear()

@@ -26,7 +26,7 @@ CURATED = [
     "stripe-sync-engine/payment_intent.succeeded__1.json",  # INCONSISTENT (requires_payment_method): 0
     "stripe-ruby-mock/checkout.session.completed__3.json",  # setup mode: 0
     "stripe-ruby-mock/charge.refunded__4.json",  # INCONSISTENT (refunded, amount_refunded 0): 0
-    "stripe-ruby-mock/customer.subscription.created__1.json",  # not revenue: acknowledged, recorded
+    "stripe-ruby-mock/customer.subscription.created__1.json",  # no revenue; a subscription snapshot
 ]
 # Read off the fixtures by hand (see the comments above).
 EXPECTED_TEST = {
@@ -67,7 +67,7 @@ def test_fixtures_twice_shuffled_give_exact_totals(pipeline: Pipeline) -> None:
 
     wait_until(lambda: pipeline.sql("SELECT count(*) FROM webhook_events")[0][0] == len(CURATED))
     states = dict(pipeline.sql("SELECT state, count(*) FROM webhook_events GROUP BY state"))
-    assert states == {"processed": 8, "ignored": 4}
+    assert states == {"processed": 9, "ignored": 3}
     wait_until(lambda: pipeline.sql("SELECT count(*) FROM revenue_ledger")[0][0] == 7)
     ledger = pipeline.sql(
         "SELECT livemode, currency, kind, sum(amount_minor)::bigint FROM revenue_ledger WHERE counted "

@@ -1,0 +1,1 @@
+"""Subscription state and MRR: pure derivations from Stripe billing events (no I/O)."""
