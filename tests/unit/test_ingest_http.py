@@ -166,3 +166,16 @@ async def _overload() -> None:
     assert statuses == [200] * 5 + [503] * 15
     assert all(r.headers["retry-after"] == "1" for r in answers if r.status_code == 503)
     assert len(publisher.published) == 5 and len(shed) == 15
+
+
+def test_thin_v2_event_notification_is_verified_acknowledged_and_recorded_as_ignored() -> None:
+    from processors.revenue.derive import derive
+    from schemas.revenue import EventState
+
+    publisher = RecordingPublisher()
+    body = fixture_bytes("thin_events/stripe-python/v1.billing.meter.error_report_triggered__1.json")
+    assert post(client_for(publisher), body).status_code == 200
+    ((envelope, key),) = publisher.published
+    assert key == b"mtr_123"  # keyed by the related object, like snapshot events by their object
+    derived = derive(envelope)
+    assert derived.event.state is EventState.IGNORED and derived.revenue == []
