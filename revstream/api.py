@@ -36,7 +36,8 @@ def api_routes(settings: Settings, clickhouse: ClickHouse) -> list[Route]:
         livemode = _livemode(request)
         if livemode is None:
             return JSONResponse({"error": "bad_request", "message": "livemode must be true or false"}, 400)
-        per_currency = await asyncio.to_thread(revenue_totals, clickhouse, livemode)
+        entity = request.query_params.get("entity") or None
+        per_currency = await asyncio.to_thread(revenue_totals, clickhouse, livemode, entity)
         return JSONResponse({"livemode": livemode, "currencies": per_currency})
 
     return [Route("/api/v1/revenue/totals", totals, methods=["GET"])]

@@ -9,7 +9,12 @@ EVENTS = "revenue.events.v1"
 DLQ = "revenue.dlq.v1"
 """Raw envelopes that could not be parsed or derived, with the reason."""
 
-ALL = (RAW, EVENTS, DLQ)
+ORDERS = "revenue.orders.v1"
+"""Order state transitions for downstream systems (schemas.order_events.OrderEvent): order.paid,
+order.refunded. Deduplicate by `event_id`: each transition has exactly one id, and a crash may
+publish it again."""
+
+ALL = (RAW, EVENTS, DLQ, ORDERS)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,10 @@ class Topics:
     @property
     def dlq(self) -> str:
         return self.prefix + DLQ
+
+    @property
+    def orders(self) -> str:
+        return self.prefix + ORDERS
 
     def all(self) -> tuple[str, ...]:
         return tuple(self.prefix + name for name in ALL)

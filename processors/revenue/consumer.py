@@ -73,7 +73,8 @@ def register_revenue_processor(
                 sends.append(dead_letter(derived.event.error or "derivation failed", body))
             key = derived.revenue[0].payment_key if derived.revenue else envelope.provider_event_id
             sends.append(broker.publish(derived.to_bytes(), topic=topics.events, key=key.encode()))
-            derived_keys.append(dedupe_key)
+            if derived.event.state is not EventState.FAILED:  # a replay after a fix must not be dropped
+                derived_keys.append(dedupe_key)
         await asyncio.gather(*sends)
         # Published and acknowledged: only now may the ids count as seen (never claim before success).
         for key in derived_keys:
