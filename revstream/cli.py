@@ -55,6 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     send.add_argument("file", type=Path, help="a Stripe event JSON file, e.g. tests/fixtures/stripe/...")
     send.add_argument("--url", help="webhook URL (default http://HOST:PORT/webhooks/stripe)")
+    dlq = commands.add_parser("dlq", help="list dead letters, or replay them onto the raw topic after a fix")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_commands.add_parser(
+        "list", help="every dead letter: id (partition:offset), time, stage, event, reason"
+    )
+    dlq_replay = dlq_commands.add_parser(
+        "replay", help="publish dead letters' payloads to the raw topic again"
+    )
+    dlq_which = dlq_replay.add_mutually_exclusive_group(required=True)
+    dlq_which.add_argument("--id", action="append", dest="ids", metavar="PARTITION:OFFSET", help="repeatable")
+    dlq_which.add_argument("--all", action="store_true", help="every readable dead letter")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -71,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             from revstream.send import send_stripe
 
             return send_stripe(load_settings(), args.file, args.url)
+        if args.command == "dlq":
+            from revstream.dlq import run_dlq
+
+            return run_dlq(load_settings(), args)
         if args.command == "migrate":
             return _migrate()
         return _topics()
