@@ -52,20 +52,22 @@ class StoredLetter:
         return envelope.provider_event_id.encode()
 
 
-async def read_letters(bootstrap: str, topic: str) -> list[StoredLetter]:
-    """Every message on the dead-letter topic up to its current end, oldest first per partition.
-    Reads without a consumer group: listing never moves anyone's offsets."""
+async def read_topic(bootstrap: str, topic: str) -> list[tuple[str, bytes]]:
+    """Every message on `topic` up to its current end as (`<partition>:<offset>`, value), in
+    partition and offset order. Reads without a consumer group: it never moves anyone's offsets."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # fetch metadata
+        # topics() fetches metadata without keeping it; the client's own update is what
+        # partitions_for_topic reads (the same call tests/conftest.py uses).
+        await consumer._client.force_metadata_update()  # noqa: SLF001
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
             return []
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
-        letters: list[StoredLetter] = []
+        found: list[tuple[int, int, bytes]] = []
 
         async def behind() -> bool:
             return any([await consumer.position(tp) < ends[tp] for tp in partitions])
@@ -73,18 +75,22 @@ async def read_letters(bootstrap: str, topic: str) -> list[StoredLetter]:
         while await behind():
             batch = await consumer.getmany(*partitions, timeout_ms=1000)
             for tp, messages in batch.items():
-                for message in messages:
-                    if message.offset >= ends[tp]:
-                        continue
-                    raw = message.value or b""
-                    try:
-                        letter: DeadLetter | None = DeadLetter.model_validate_json(raw)
-                    except ValidationError:
-                        letter = None
-                    letters.append(StoredLetter(f"{tp.partition}:{message.offset}", letter, raw))
-        return sorted(letters, key=lambda s: tuple(int(part) for part in s.letter_id.split(":")))
+                found += [(tp.partition, m.offset, m.value or b"") for m in messages if m.offset < ends[tp]]
+        return [(f"{partition}:{offset}", value) for partition, offset, value in sorted(found)]
     finally:
         await consumer.stop()
+
+
+async def read_letters(bootstrap: str, topic: str) -> list[StoredLetter]:
+    """Every dead letter on `topic`, readable or not."""
+    letters = []
+    for letter_id, raw in await read_topic(bootstrap, topic):
+        try:
+            letter: DeadLetter | None = DeadLetter.model_validate_json(raw)
+        except ValidationError:
+            letter = None
+        letters.append(StoredLetter(letter_id, letter, raw))
+    return letters
 
 
 def describe(stored: StoredLetter) -> str:

@@ -17,23 +17,25 @@ class CurrencyTotals(TypedDict):
 # Per payment first: its refunds are max(individual refunds, the charges' refunded totals), so a
 # refund reported both ways counts once (see schemas/revenue.py RevenueKind). Disputes count while
 # their money is withdrawn or lost; failed payments are a count, never money.
+# Refunds are capped at the payment once it is known, mirroring the PostgreSQL rule that refunds never
+# exceed their charge (a refused refund still reaches this table, which has no such constraint).
 # net = gross - refunds - disputes (fees are reported beside it, in the currency they were charged in).
 TOTALS_SQL = """
 SELECT currency,
-       sum(gross) AS gross,
-       sum(refunds) AS refunds,
-       sum(disputes) AS disputes,
-       sum(fees) AS fees,
-       sum(failed) AS failed_payments
+       sum(p_gross) AS gross,
+       sum(if(p_gross > 0, least(p_refunds, p_gross), p_refunds)) AS refunds,
+       sum(p_disputes) AS disputes,
+       sum(p_fees) AS fees,
+       sum(p_failed) AS failed_payments
 FROM (
     SELECT payment_key,
            currency,
-           sumIf(amount_minor, kind = 'payment' AND counted) AS gross,
+           sumIf(amount_minor, kind = 'payment' AND counted) AS p_gross,
            greatest(sumIf(amount_minor, kind = 'refund' AND counted),
-                    sumIf(amount_minor, kind = 'refunded_total' AND counted)) AS refunds,
-           sumIf(amount_minor, kind = 'dispute' AND counted) AS disputes,
-           sumIf(amount_minor, kind = 'fee' AND counted) AS fees,
-           countIf(kind = 'failed_payment') AS failed
+                    sumIf(amount_minor, kind = 'refunded_total' AND counted)) AS p_refunds,
+           sumIf(amount_minor, kind = 'dispute' AND counted) AS p_disputes,
+           sumIf(amount_minor, kind = 'fee' AND counted) AS p_fees,
+           countIf(kind = 'failed_payment') AS p_failed
     FROM revenue_facts FINAL
     WHERE livemode = {livemode:Bool} AND ({entity:String} = '' OR entity = {entity:String})
     GROUP BY payment_key, currency
