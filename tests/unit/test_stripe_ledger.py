@@ -342,3 +342,20 @@ def test_bad_dispute_amount_fails_the_event(amount: object) -> None:
     event["data"]["object"]["amount"] = amount
     result = derived(event)
     assert result.event.state is EventState.FAILED and result.revenue == []
+
+
+def test_refund_list_omitted_since_2022_11_15_uses_the_charge_total() -> None:
+    event = fixture_event("stripe-sync-engine/charge.refunded__1.json")
+    charge = event["data"]["object"]
+    del charge["refunds"]
+    charge["amount_refunded"] = 1200
+    assert rows(derived(event)) == [
+        (
+            "stripe:refunded_total:ch_3Kl36gJDPojXS6LN0DCM4A8l",
+            "refunded_total",
+            1200,
+            "usd",
+            True,
+            "succeeded",
+        )
+    ]
