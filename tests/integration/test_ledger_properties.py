@@ -316,7 +316,7 @@ def deliveries(draw: st.DrawFn, derived: list[DerivedEvent]) -> list[list[Derive
     return [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_order_with_duplicates_gives_the_same_exact_state(ledger_db: str, data: st.DataObject) -> None:
     count = data.draw(st.integers(min_value=1, max_value=4), label="payments")
