@@ -37,7 +37,8 @@ def api_routes(settings: Settings, clickhouse: ClickHouse) -> list[Route]:
         livemode = _livemode(request)
         if livemode is None:
             return JSONResponse({"error": "bad_request", "message": "livemode must be true or false"}, 400)
-        per_currency = await asyncio.to_thread(revenue_totals, clickhouse, livemode)
+        entity = request.query_params.get("entity") or None
+        per_currency = await asyncio.to_thread(revenue_totals, clickhouse, livemode, entity)
         # Current MRR, ARR and active customers per currency (subscriptions), same livemode.
         recurring = await asyncio.to_thread(recurring_totals, clickhouse, livemode)
         return JSONResponse({"livemode": livemode, "currencies": per_currency, "recurring": recurring})

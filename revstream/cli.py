@@ -88,6 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         "--restart", action="store_true", help="ignore a saved cursor and start over"
     )
     stripe_backfill.add_argument("--page-size", type=int, default=100, help="events per API page (1-100)")
+    dlq = commands.add_parser("dlq", help="list dead letters, or replay them onto the raw topic after a fix")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_commands.add_parser(
+        "list", help="every dead letter: id (partition:offset), time, stage, event, reason"
+    )
+    dlq_replay = dlq_commands.add_parser(
+        "replay", help="publish dead letters' payloads to the raw topic again"
+    )
+    dlq_which = dlq_replay.add_mutually_exclusive_group(required=True)
+    dlq_which.add_argument("--id", action="append", dest="ids", metavar="PARTITION:OFFSET", help="repeatable")
+    dlq_which.add_argument("--all", action="store_true", help="every readable dead letter")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -120,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             from revstream.csv_backfill import backfill_csv
 
             return backfill_csv(load_settings(), args.file, args.url)
+        if args.command == "dlq":
+            from revstream.dlq import run_dlq
+
+            return run_dlq(load_settings(), args)
         if args.command == "migrate":
             return _migrate()
         return _topics()

@@ -48,6 +48,7 @@ from revstream.wiring import (
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.facts import RevenueFactsStore
 from sinks.consumer import register_sink
+from sinks.postgres.order_events import relay_order_events
 from sinks.postgres.store import PostgresStore
 from sinks.postgres.webhook_events import RawArchive, WebhookEvents
 
@@ -238,9 +239,20 @@ async def _run_consumer(settings: Settings, service: str) -> None:
         return
     await broker.start()
     log.info("%s consuming (topic prefix %r)", service, settings.topic_prefix)
+    relay = None
+    if pool is not None:  # sink-postgres also publishes the order events its writes recorded
+        relay = asyncio.create_task(
+            relay_order_events(
+                pool,
+                lambda e: broker.publish(e.to_bytes(), topic=topics.orders, key=e.order_id.encode()),
+                stop,
+            )
+        )
     try:
         await stop.wait()
     finally:
+        if relay is not None:
+            await relay
         # A clean stop: the batch in flight finishes (and commits) before the consumer leaves.
         await broker.stop()
         if pool is not None:

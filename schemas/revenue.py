@@ -21,6 +21,13 @@ MinorUnits = Annotated[int, Field(ge=0, le=2**62)]
 class RevenueKind(StrEnum):
     PAYMENT = "payment"
     REFUND = "refund"
+    # A charge's own "amount_refunded": the refunds it reports in total, whether or not each one is
+    # listed. Refunds of a payment = max(sum of its REFUND records, sum of its REFUNDED_TOTAL records),
+    # so a refund seen both as a refund.* event and in a charge's total is never counted twice.
+    REFUNDED_TOTAL = "refunded_total"
+    DISPUTE = "dispute"  # amount under dispute; counted while the money is withdrawn (or lost)
+    FEE = "fee"  # processing / application / dispute fee, where the payload states it
+    FAILED_PAYMENT = "failed_payment"  # a payment that failed at least once: counted, never revenue
 
 
 class EventState(StrEnum):
@@ -67,6 +74,9 @@ class OrderRecord(BaseModel):
     occurred_at: datetime
     version: int = Field(ge=0)
     source_event_id: str
+    customer_email: str | None = Field(
+        default=None, description="The buyer's email when the checkout collected one."
+    )
 
 
 class WebhookEventRecord(BaseModel):

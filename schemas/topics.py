@@ -12,7 +12,12 @@ DLQ = "revenue.dlq.v1"
 ALERTS = "revenue.alerts.v1"
 """Alerts raised by the anomaly processor (schemas.alerts.Alert), for the ClickHouse history."""
 
-ALL = (RAW, EVENTS, DLQ, ALERTS)
+ORDERS = "revenue.orders.v1"
+"""Order state transitions for downstream systems (schemas.order_events.OrderEvent): order.paid,
+order.refunded. Deduplicate by `event_id`: each transition has exactly one id, and a crash may
+publish it again."""
+
+ALL = (RAW, EVENTS, DLQ, ALERTS, ORDERS)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class Topics:
     @property
     def alerts(self) -> str:
         return self.prefix + ALERTS
+
+    @property
+    def orders(self) -> str:
+        return self.prefix + ORDERS
 
     def all(self) -> tuple[str, ...]:
         return tuple(self.prefix + name for name in ALL)

@@ -214,6 +214,13 @@ class Pipeline:
         )
 
     def totals(self, livemode: bool = True) -> dict[str, dict[str, int]]:
+        """gross, refunds and net per currency (ledger_totals has every figure)."""
+        return {
+            currency: {key: figures[key] for key in ("gross", "refunds", "net")}
+            for currency, figures in self.ledger_totals(livemode).items()
+        }
+
+    def ledger_totals(self, livemode: bool = True) -> dict[str, dict[str, int]]:
         response = self.http.get("/api/v1/revenue/totals", params={"livemode": str(livemode).lower()})
         response.raise_for_status()
         return dict(response.json()["currencies"])

@@ -56,6 +56,7 @@ def register_revenue_processor(
     async def process_raw(bodies: list[bytes]) -> None:
         sends = []
         derived_keys: list[str] = []
+        in_batch: set[str] = set()
         for body in bodies:
             try:
                 envelope = RawEnvelope.from_bytes(body)
@@ -63,7 +64,7 @@ def register_revenue_processor(
                 sends.append(dead_letter(f"not a raw envelope: {exc.error_count()} validation errors", body))
                 continue
             dedupe_key = envelope.dedupe_key
-            if recent.seen(dedupe_key) or dedupe_key in derived_keys:
+            if recent.seen(dedupe_key) or dedupe_key in in_batch:
                 metrics.DEDUPLICATED.inc()
                 continue
             derived = derive(envelope)
@@ -73,7 +74,9 @@ def register_revenue_processor(
                 sends.append(dead_letter(derived.event.error or "derivation failed", body))
             key = derived.revenue[0].payment_key if derived.revenue else envelope.provider_event_id
             sends.append(broker.publish(derived.to_bytes(), topic=topics.events, key=key.encode()))
-            derived_keys.append(dedupe_key)
+            in_batch.add(dedupe_key)
+            if derived.event.state is not EventState.FAILED:  # a replay after a fix must not be dropped
+                derived_keys.append(dedupe_key)
         await asyncio.gather(*sends)
         # Published and acknowledged: only now may the ids count as seen (never claim before success).
         for key in derived_keys:

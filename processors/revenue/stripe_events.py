@@ -6,8 +6,10 @@ Identity rules that make one payment count once:
   for the same purchase therefore all produce `stripe:payment:<pi>` and upsert one record.
 - A refund's id is the Refund id. Legacy payloads without refund ids get `<charge>#<index>`.
 - When a charge reports more refunded than its embedded list shows (the list is truncated, or
-  omitted as in API versions since 2022-11-15), the rest is one `<charge>:unlisted` refund record
-  whose amount follows the newest charge snapshot.
+  omitted as in API versions since 2022-11-15), its `amount_refunded` becomes one
+  `stripe:refunded_total:<charge>` record that follows the newest charge snapshot; the stores count
+  max(listed + refund.* refunds, refunded totals) per payment, so no refund is counted twice.
+- Disputes, failed payments, fees and refund.* events: see stripe_ledger.
 """
 
 from collections.abc import Callable
@@ -23,10 +25,10 @@ from processors.revenue.common import (
     minor_units,
     object_id,
 )
+from processors.revenue.stripe_ledger import COUNTED_REFUND_STATUSES, payment_fees, refunded_total
+from processors.revenue.stripe_ledger import HANDLERS as LEDGER_HANDLERS
 from schemas.envelope import Source
 from schemas.revenue import OrderRecord, RevenueKind, RevenueRecord
-
-COUNTED_REFUND_STATUSES = {None, "succeeded", "pending", "requires_action"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,12 @@ def _payment(
 
 def checkout_session_completed(ctx: EventContext, session: dict[str, Any]) -> Derivation:
     """A paid one-off checkout: the payment and its order. Setup and subscription sessions carry
-    no payment of their own (subscriptions are paid through invoices)."""
+    no payment of their own (subscriptions are paid through invoices). Also handles
+    checkout.session.async_payment_succeeded, when a delayed payment method settles later.
+
+    An order needs a resolved customer: the session names a Stripe customer (`customer`) or the
+    buyer's email (`customer_details.email`, or the older `customer_email`). Without either the
+    money is still revenue, but there is no one to fulfil for, so no order."""
     if session.get("mode", "payment") != "payment" or session.get("payment_status") != "paid":
         return NOTHING
     payment_key = object_id(session.get("payment_intent")) or object_id(session.get("id"))
@@ -82,7 +89,12 @@ def checkout_session_completed(ctx: EventContext, session: dict[str, Any]) -> De
     amount = minor_units(session, "amount_total")
     currency = currency_code(session)
     customer = object_id(session.get("customer"))
+    details = session.get("customer_details")
+    email = (details.get("email") if isinstance(details, dict) else None) or session.get("customer_email")
+    email = email if isinstance(email, str) and email else None
     payment = _payment(ctx, payment_key, amount, currency, "succeeded", customer)
+    if customer is None and email is None:
+        return [payment], []  # anonymous: revenue, but not an order
     order = OrderRecord(
         order_id=f"stripe:order:{session['id']}",
         source=Source.STRIPE,
@@ -95,6 +107,7 @@ def checkout_session_completed(ctx: EventContext, session: dict[str, Any]) -> De
         occurred_at=from_unix(ctx.created),
         version=ctx.version,
         source_event_id=ctx.event_id,
+        customer_email=email,
     )
     return [payment], [order]
 
@@ -112,7 +125,7 @@ def payment_intent_succeeded(ctx: EventContext, intent: dict[str, Any]) -> Deriv
         "succeeded",
         object_id(intent.get("customer")),
     )
-    return [payment], []
+    return [payment, *payment_fees(ctx, intent, intent["id"])], []
 
 
 def charge_succeeded(ctx: EventContext, charge: dict[str, Any]) -> Derivation:
@@ -131,7 +144,7 @@ def charge_succeeded(ctx: EventContext, charge: dict[str, Any]) -> Derivation:
         "succeeded",
         object_id(charge.get("customer")),
     )
-    return [payment], []
+    return [payment, *payment_fees(ctx, charge, payment_key)], []
 
 
 def _listed_refunds(charge: dict[str, Any]) -> list[dict[str, Any]]:
@@ -190,21 +203,7 @@ def charge_refunded(ctx: EventContext, charge: dict[str, Any]) -> Derivation:
         )
         if status in COUNTED_REFUND_STATUSES:
             listed_total += amount
-    amount_refunded = charge.get("amount_refunded")
-    if amount_refunded is None and charge.get("refunded") is True:
-        amount_refunded = minor_units(charge, "amount")  # 2012-era charges: refunded meant fully refunded
-    if isinstance(amount_refunded, int) and amount_refunded > listed_total:
-        records.append(
-            _refund(
-                ctx,
-                f"{charge_id}:unlisted",
-                amount_refunded - listed_total,
-                currency,
-                "succeeded",
-                payment_key,
-                customer,
-            )
-        )
+    records += refunded_total(ctx, charge, payment_key, listed_total, customer)
     return records, []
 
 
@@ -213,6 +212,8 @@ HANDLERS: dict[str, Handler] = {
     "payment_intent.succeeded": payment_intent_succeeded,
     "charge.succeeded": charge_succeeded,
     "charge.refunded": charge_refunded,
+    "checkout.session.async_payment_succeeded": checkout_session_completed,
+    **LEDGER_HANDLERS,
 }
 """Event types that carry revenue. Every other type is acknowledged, recorded and counted, not derived."""
 
@@ -251,6 +252,7 @@ def derive_stripe_event(event: dict[str, Any], entity: str) -> tuple[EventContex
         return ctx, NOTHING
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+    # 2013-era disputes have no id of their own (one per charge): stripe_ledger keys them by charge.
+    if not isinstance(obj, dict) or not (isinstance(obj.get("id"), str) or obj.get("object") == "dispute"):
         raise DerivationError(f"{ctx.event_type} has no data.object with an id")
     return ctx, handler(ctx, obj)

@@ -7,15 +7,24 @@ Guarantees:
 - Idempotent and order-independent: every upsert is keyed by a deterministic id and only moves
   forward (`version`, event time + tie-break), so re-delivered or reordered batches leave the
   same rows.
+- Never a poison batch: an event whose refund would exceed its charge (refused by the database,
+  see migration 0002) is recorded as failed with the reason, and the rest of the batch is written.
 """
 
+import logging
 from enum import Enum
 from typing import Any
 
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.errors import CheckViolation
 from psycopg_pool import AsyncConnectionPool
 
-from schemas.revenue import DerivedEvent, OrderRecord, RevenueRecord, WebhookEventRecord
+from schemas.revenue import DerivedEvent, EventState, OrderRecord, RevenueRecord, WebhookEventRecord
+from sinks.postgres.order_events import RECORD_ORDER_EVENTS
 from sinks.postgres.subscriptions import write_subscriptions
+
+log = logging.getLogger("revstream.sinks.postgres")
+REFUND_LIMIT = "refunds_within_charge"  # the database rule's name (migration 0002)
 
 _EVENT_COLUMNS = (
     "source",
@@ -52,16 +61,26 @@ UPSERT_LEDGER = _upsert("revenue_ledger", _LEDGER_COLUMNS, ("record_id",), "vers
 UPSERT_ORDER = _upsert("orders", _ORDER_COLUMNS, ("order_id",), "version")
 
 # An order's refund state is derived from the ledger, never accumulated, so re-applying it is harmless.
+# Refunds: max(listed / refund.* refunds, the charges' own refunded totals) (see RevenueKind).
+# Disputed: a dispute of the payment is open or lost (won, reinstated, inquiry closed or refunded
+# instead: back to the refund-based status).
 REFRESH_ORDER_REFUNDS = """
 UPDATE orders AS o
 SET refunded_minor = r.refunded,
-    status = CASE WHEN r.refunded = 0 THEN 'paid'
+    status = CASE WHEN r.disputed THEN 'disputed'
+                  WHEN r.refunded = 0 THEN 'paid'
                   WHEN r.refunded >= o.amount_minor THEN 'refunded'
                   ELSE 'partially_refunded' END,
     updated_at = now()
 FROM (
     SELECT k.payment_key,
-           COALESCE(SUM(l.amount_minor) FILTER (WHERE l.kind = 'refund' AND l.counted), 0) AS refunded
+           GREATEST(
+               COALESCE(SUM(l.amount_minor) FILTER (WHERE l.kind = 'refund' AND l.counted), 0),
+               COALESCE(SUM(l.amount_minor) FILTER (WHERE l.kind = 'refunded_total' AND l.counted), 0)
+           ) AS refunded,
+           COALESCE(BOOL_OR(l.kind = 'dispute' AND l.status NOT IN
+                            ('won', 'funds_reinstated', 'warning_closed', 'charge_refunded')), false)
+               AS disputed
     FROM unnest(%s::text[]) AS k(payment_key)
     LEFT JOIN revenue_ledger AS l ON l.payment_key = k.payment_key
     GROUP BY k.payment_key
@@ -85,7 +104,47 @@ def _newest(records: list[Any], key: str) -> list[Any]:
         current = best.get(getattr(record, key))
         if current is None or record.version > current.version:
             best[getattr(record, key)] = record
-    return list(best.values())
+    return sorted(best.values(), key=lambda r: (r.payment_key, getattr(r, key)))  # one lock order
+
+
+async def _write(cur: AsyncCursor[Any], batch: list[DerivedEvent]) -> None:
+    """Everything a batch of derived events implies, inside the caller's transaction."""
+    events: dict[tuple[str, str], WebhookEventRecord] = {}
+    for derived in batch:
+        events[(derived.event.source.value, derived.event.provider_event_id)] = derived.event
+    ledger = _newest([r for d in batch for r in d.revenue], "record_id")
+    orders = _newest([o for d in batch for o in d.orders], "order_id")
+    touched = sorted({r.payment_key for r in ledger} | {o.payment_key for o in orders})
+    await cur.executemany(UPSERT_EVENT, [_row(e, _EVENT_COLUMNS) for e in events.values()])
+    if ledger:
+        await cur.executemany(UPSERT_LEDGER, [_row(r, _LEDGER_COLUMNS) for r in ledger])
+    if orders:
+        await cur.executemany(UPSERT_ORDER, [_row(o, _ORDER_COLUMNS) for o in orders])
+    if touched:
+        await cur.execute(REFRESH_ORDER_REFUNDS, (touched,))
+        await cur.execute(RECORD_ORDER_EVENTS, (touched,))
+    await write_subscriptions(cur, batch)  # same transaction: all or nothing
+
+
+def _is_refund_limit(exc: CheckViolation) -> bool:
+    return exc.diag.constraint_name == REFUND_LIMIT
+
+
+async def _write_one_by_one(conn: AsyncConnection[Any], batch: list[DerivedEvent]) -> None:
+    """The slow path after the database refused a refund: each event in its own savepoint; an
+    event that breaks the refund rule changes nothing but its own record, now failed with why."""
+    async with conn.transaction(), conn.cursor() as cur:
+        for derived in batch:
+            try:
+                async with conn.transaction():
+                    await _write(cur, [derived])
+            except CheckViolation as exc:
+                if not _is_refund_limit(exc):
+                    raise
+                reason = f"refused: {exc.diag.message_primary}"[:500]
+                log.warning("event %s %s", derived.event.provider_event_id, reason)
+                failed = derived.event.model_copy(update={"state": EventState.FAILED, "error": reason})
+                await cur.execute(UPSERT_EVENT, _row(failed, _EVENT_COLUMNS))
 
 
 class PostgresStore:
@@ -104,21 +163,14 @@ class PostgresStore:
         try:
             if not self._buffer:
                 return 0
-            events: dict[tuple[str, str], WebhookEventRecord] = {}
-            for derived in self._buffer:
-                events[(derived.event.source.value, derived.event.provider_event_id)] = derived.event
-            ledger = _newest([r for d in self._buffer for r in d.revenue], "record_id")
-            orders = _newest([o for d in self._buffer for o in d.orders], "order_id")
-            touched = sorted({r.payment_key for r in ledger} | {o.payment_key for o in orders})
-            async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(UPSERT_EVENT, [_row(e, _EVENT_COLUMNS) for e in events.values()])
-                if ledger:
-                    await cur.executemany(UPSERT_LEDGER, [_row(r, _LEDGER_COLUMNS) for r in ledger])
-                if orders:
-                    await cur.executemany(UPSERT_ORDER, [_row(o, _ORDER_COLUMNS) for o in orders])
-                if touched:
-                    await cur.execute(REFRESH_ORDER_REFUNDS, (touched,))
-                await write_subscriptions(cur, self._buffer)  # same transaction: all or nothing
+            async with self._pool.connection() as conn:
+                try:
+                    async with conn.transaction(), conn.cursor() as cur:
+                        await _write(cur, self._buffer)
+                except CheckViolation as exc:
+                    if not _is_refund_limit(exc):
+                        raise
+                    await _write_one_by_one(conn, self._buffer)
             return len(self._buffer)
         finally:
             self._buffer.clear()
