@@ -15,6 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.revenue import DerivedEvent, OrderRecord, RevenueRecord, WebhookEventRecord
+from sinks.postgres.audit import AuditTrail
 
 _EVENT_COLUMNS = (
     "source",
@@ -110,6 +111,7 @@ class PostgresStore:
             orders = _newest([o for d in self._buffer for o in d.orders], "order_id")
             touched = sorted({r.payment_key for r in ledger} | {o.payment_key for o in orders})
             async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                audit = await AuditTrail.begin(cur, ledger, orders)  # locks the chain: one writer at a time
                 await cur.executemany(UPSERT_EVENT, [_row(e, _EVENT_COLUMNS) for e in events.values()])
                 if ledger:
                     await cur.executemany(UPSERT_LEDGER, [_row(r, _LEDGER_COLUMNS) for r in ledger])
@@ -117,6 +119,7 @@ class PostgresStore:
                     await cur.executemany(UPSERT_ORDER, [_row(o, _ORDER_COLUMNS) for o in orders])
                 if touched:
                     await cur.execute(REFRESH_ORDER_REFUNDS, (touched,))
+                await audit.record(cur)  # receipts for what changed, committed with the change
             return len(self._buffer)
         finally:
             self._buffer.clear()
