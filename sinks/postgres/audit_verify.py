@@ -28,7 +28,8 @@ RECEIPTS = (
 )
 # Rows whose money state has no receipt, or differs from the row's latest receipt.
 LEDGER_VS_RECEIPTS = """
-SELECT l.record_id, r.seq, l.kind, l.amount_minor, l.currency, l.counted, l.status
+SELECT l.record_id, r.seq, l.kind, l.amount_minor, l.currency, l.status,
+       CASE WHEN l.counted THEN 'counted' ELSE 'not counted' END
 FROM revenue_ledger AS l
 LEFT JOIN LATERAL (
     SELECT * FROM audit_receipts AS a
@@ -41,7 +42,7 @@ ORDER BY r.seq NULLS LAST, l.record_id
 LIMIT %s
 """
 ORDERS_VS_RECEIPTS = """
-SELECT o.order_id, r.seq, 'order', o.amount_minor, o.currency, o.refunded_minor, o.status
+SELECT o.order_id, r.seq, 'order', o.amount_minor, o.currency, o.status, 'refunded ' || o.refunded_minor
 FROM orders AS o
 LEFT JOIN LATERAL (
     SELECT * FROM audit_receipts AS a
@@ -214,6 +215,7 @@ def summary(report: Report) -> str:
         lines.append(f"{len(report.problems)} problems found (at most 20 listed):")
         lines += [f"  - {p.describe()}" for p in report.problems]
     lines.append(
-        f"checked {report.receipts} receipts, chain head #{report.head_seq}, {report.anchors} anchors verified"
+        f"checked {report.receipts} receipts; chain head #{report.head_seq}; Merkle anchors that verified: "
+        f"{report.anchors}"
     )
     return "\n".join(lines)

@@ -135,6 +135,8 @@ def test_receipts_record_real_changes_once_and_verify_names_a_tampered_one(datab
             "evt_gen_c1",
             "evt_gen_r1_b",
         }
+    superseded = cli(database, "trace", "evt_gen_r1_a")  # its refund row now comes from evt_gen_r1_b
+    assert superseded.returncode == 0 and "evt_gen_r1_a  charge.refunded  processed" in superseded.stdout
     missing = cli(database, "trace", "pi_nobody")
     assert missing.returncode == 1 and "no webhook event" in missing.stdout
 
