@@ -99,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     dlq_which = dlq_replay.add_mutually_exclusive_group(required=True)
     dlq_which.add_argument("--id", action="append", dest="ids", metavar="PARTITION:OFFSET", help="repeatable")
     dlq_which.add_argument("--all", action="store_true", help="every readable dead letter")
+    audit = commands.add_parser("audit", help="the audit chain of money movements")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_commands.add_parser(
+        "verify", help="recompute every receipt hash, chain link and Merkle anchor; name the first broken one"
+    )
+    trace = commands.add_parser(
+        "trace", help="one buyer's path: webhook events -> order -> revenue records -> receipts"
+    )
+    trace.add_argument("id", help="a Stripe id: evt_, pi_, ch_, cs_, re_, cus_ ...")
+    trace.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -137,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_dlq(load_settings(), args)
         if args.command == "migrate":
             return _migrate()
+        if args.command in ("audit", "trace"):
+            from revstream.audit_commands import audit_verify, trace_command
+
+            if args.command == "audit":
+                return audit_verify(load_settings())
+            return trace_command(load_settings(), args.id, args.json)
         return _topics()
     except (SettingsError, OperatorError) as exc:
         print(f"revstream: {exc}", file=sys.stderr)

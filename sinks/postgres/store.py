@@ -20,6 +20,7 @@ from psycopg.errors import CheckViolation
 from psycopg_pool import AsyncConnectionPool
 
 from schemas.revenue import DerivedEvent, EventState, OrderRecord, RevenueRecord, WebhookEventRecord
+from sinks.postgres.audit import AuditTrail
 from sinks.postgres.order_events import RECORD_ORDER_EVENTS
 from sinks.postgres.subscriptions import write_subscriptions
 
@@ -115,6 +116,7 @@ async def _write(cur: AsyncCursor[Any], batch: list[DerivedEvent]) -> None:
     ledger = _newest([r for d in batch for r in d.revenue], "record_id")
     orders = _newest([o for d in batch for o in d.orders], "order_id")
     touched = sorted({r.payment_key for r in ledger} | {o.payment_key for o in orders})
+    audit = await AuditTrail.begin(cur, ledger, orders)  # locks the chain: one writer at a time
     await cur.executemany(UPSERT_EVENT, [_row(e, _EVENT_COLUMNS) for e in events.values()])
     if ledger:
         await cur.executemany(UPSERT_LEDGER, [_row(r, _LEDGER_COLUMNS) for r in ledger])
@@ -124,6 +126,7 @@ async def _write(cur: AsyncCursor[Any], batch: list[DerivedEvent]) -> None:
         await cur.execute(REFRESH_ORDER_REFUNDS, (touched,))
         await cur.execute(RECORD_ORDER_EVENTS, (touched,))
     await write_subscriptions(cur, batch)  # same transaction: all or nothing
+    await audit.record(cur)  # receipts for what changed, committed with the change
 
 
 def _is_refund_limit(exc: CheckViolation) -> bool:

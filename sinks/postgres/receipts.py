@@ -1,0 +1,101 @@
+"""Audit receipts: the canonical encoding, the hash chain and the Merkle anchors. Pure, no I/O.
+
+A receipt says "this money-carrying row became this state, because of this provider event".
+The chain and the anchors make any later edit to a receipt detectable:
+
+- Canonical encoding (what is hashed): the receipt's fields as JSON with sorted keys, no
+  whitespace (separators "," and ":"), ASCII only (non-ASCII escaped as \\uXXXX), UTF-8 bytes:
+
+      {"amount_minor":999,"change":"created","counted":true,"currency":"eur","entity":"default",
+       "kind":"payment","livemode":true,"prev_hash":"000...0","record_id":"stripe:payment:pi_1",
+       "record_type":"ledger","recorded_at":"2025-01-31T12:00:00.123456Z","refunded_minor":null,"seq":1,
+       "source_event_id":"evt_1","status":"succeeded","version":1700000000123}
+
+  (one line; wrapped here). `recorded_at` is UTC with exactly six fractional digits and a "Z".
+  Absent values are JSON null (`counted` for orders, `refunded_minor` for ledger rows).
+- Receipt hash: lowercase hex SHA-256 of those bytes. `prev_hash` is the previous receipt's hash;
+  the first receipt's is 64 zeros (GENESIS_HASH). Sequence numbers start at 1 and have no gaps.
+- Merkle root of receipts first..last (an anchor every ANCHOR_EVERY = 256 receipts): RFC 6962
+  Merkle tree hash over the receipts' hashes (32 raw bytes each) in sequence order: a leaf is
+  SHA-256(0x00 || hash), an inner node SHA-256(0x01 || left || right), and a list of n > 1
+  leaves splits at the largest power of two below n. The root is stored as lowercase hex.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+ANCHOR_EVERY = 256
+
+RECORD_LEDGER = "ledger"
+RECORD_ORDER = "order"
+CHANGE_CREATED = "created"
+CHANGE_CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One entry of the audit chain (the columns of `audit_receipts`, minus `hash`)."""
+
+    seq: int
+    record_type: str  # RECORD_LEDGER | RECORD_ORDER
+    record_id: str
+    version: int  # the row's version after the change
+    change: str  # CHANGE_CREATED | CHANGE_CHANGED
+    kind: str  # ledger kind (payment, refund, ...) or "order"
+    entity: str
+    livemode: bool
+    amount_minor: int
+    currency: str
+    counted: bool | None  # ledger rows only
+    status: str
+    refunded_minor: int | None  # orders only
+    source_event_id: str
+    recorded_at: datetime
+    prev_hash: str
+
+
+def canonical_time(value: datetime) -> str:
+    """UTC, microseconds always written, "Z" suffix: one spelling per instant."""
+    if value.tzinfo is None:
+        raise ValueError("recorded_at must be timezone-aware")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_bytes(receipt: Receipt) -> bytes:
+    """The exact bytes the receipt hash covers (see the module docstring)."""
+    fields: dict[str, Any] = asdict(receipt)
+    fields["recorded_at"] = canonical_time(receipt.recorded_at)
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+
+
+def receipt_hash(receipt: Receipt) -> str:
+    return hashlib.sha256(canonical_bytes(receipt)).hexdigest()
+
+
+def tree_hash(leaves: list[bytes]) -> bytes:
+    """RFC 6962 Merkle tree hash (MTH) of a non-empty list of leaf inputs."""
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)  # largest power of two < len(leaves)
+    return hashlib.sha256(b"\x01" + tree_hash(leaves[:split]) + tree_hash(leaves[split:])).digest()
+
+
+def merkle_root(hashes: list[str]) -> str:
+    """RFC 6962 Merkle tree hash over hex receipt hashes, in the order given."""
+    if not hashes:
+        raise ValueError("a Merkle root needs at least one receipt")
+    return tree_hash([bytes.fromhex(h) for h in hashes]).hex()
+
+
+def anchor_ranges(last_before: int, last_after: int) -> list[tuple[int, int]]:
+    """The (first_seq, last_seq) blocks completed by appending receipts last_before+1..last_after."""
+    ranges = []
+    end = (last_before // ANCHOR_EVERY + 1) * ANCHOR_EVERY
+    while end <= last_after:
+        ranges.append((end - ANCHOR_EVERY + 1, end))
+        end += ANCHOR_EVERY
+    return ranges
