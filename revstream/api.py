@@ -7,9 +7,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from revstream.query_api import QueryApi, query_routes
+from revstream.query_params import BadRequest
 from revstream.settings import Settings
 from sinks.clickhouse.client import ClickHouse
-from sinks.clickhouse.queries import revenue_totals
 
 
 def _authorized(request: Request, token: str | None) -> bool:
@@ -26,6 +27,7 @@ def _livemode(request: Request) -> bool | None:
 
 def api_routes(settings: Settings, clickhouse: ClickHouse) -> list[Route]:
     token = settings.api_token.get_secret_value() if settings.api_token else None
+    queries = QueryApi(settings, clickhouse)
 
     async def totals(request: Request) -> JSONResponse:
         if not _authorized(request, token):
@@ -36,7 +38,10 @@ def api_routes(settings: Settings, clickhouse: ClickHouse) -> list[Route]:
         livemode = _livemode(request)
         if livemode is None:
             return JSONResponse({"error": "bad_request", "message": "livemode must be true or false"}, 400)
-        per_currency = await asyncio.to_thread(revenue_totals, clickhouse, livemode)
-        return JSONResponse({"livemode": livemode, "currencies": per_currency})
+        try:
+            body = await asyncio.to_thread(queries.totals_body, request.query_params)
+        except BadRequest as exc:
+            return JSONResponse({"error": "bad_request", "message": str(exc)}, 400)
+        return JSONResponse(body)
 
-    return [Route("/api/v1/revenue/totals", totals, methods=["GET"])]
+    return [Route("/api/v1/revenue/totals", totals, methods=["GET"]), *query_routes(queries)]

@@ -55,6 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     send.add_argument("file", type=Path, help="a Stripe event JSON file, e.g. tests/fixtures/stripe/...")
     send.add_argument("--url", help="webhook URL (default http://HOST:PORT/webhooks/stripe)")
+    sql = commands.add_parser("sql", help="run one read-only ClickHouse query (through the running process)")
+    sql.add_argument("query", help='one SELECT / WITH / SHOW / DESCRIBE statement, e.g. "SHOW TABLES"')
+    sql.add_argument("--csv", action="store_true", help="CSV with a header row instead of a table")
+    sql.add_argument("--url", help="the running web process (default http://HOST:PORT)")
+    fx = commands.add_parser("fx", help="FX rates for reporting-currency totals")
+    fx_commands = fx.add_subparsers(dest="fx_command", required=True)
+    fx_load = fx_commands.add_parser(
+        "load", help="load a date,base,quote,rate CSV into PostgreSQL and ClickHouse"
+    )
+    fx_load.add_argument("file", type=Path, help="CSV with the header date,base,quote,rate")
+    fx_load.add_argument("--url", help="the running web process (default http://HOST:PORT)")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -73,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
             return send_stripe(load_settings(), args.file, args.url)
         if args.command == "migrate":
             return _migrate()
+        if args.command == "sql":
+            from revstream.sql_cli import run_sql
+
+            return run_sql(load_settings(), args.query, args.csv, args.url)
+        if args.command == "fx":
+            from revstream.fx import load_fx
+
+            return load_fx(load_settings(), args.file, args.url)
         return _topics()
     except SettingsError as exc:
         print(f"revstream: {exc}", file=sys.stderr)

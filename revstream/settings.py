@@ -8,6 +8,7 @@ nothing here ever logs a secret's value.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,19 @@ class Settings(BaseModel):
         description="...or when this many milliseconds passed since the batch started, whichever first.",
     )
 
+    business_tz: str = Field(
+        default="America/Chicago",
+        alias="REVSTREAM_BUSINESS_TZ",
+        description="IANA time zone for day / week (Monday) / month boundaries in totals and trends; "
+        "responses stay in UTC.",
+    )
+    reporting_currency: str | None = Field(
+        default=None,
+        alias="REVSTREAM_REPORTING_CURRENCY",
+        description="ISO 4217 code (e.g. usd): totals and trends also report in it, converted with the "
+        "dated rates from `revstream fx load`. Unset: per-currency figures only.",
+    )
+
     _split = field_validator("stripe_webhook_secrets", mode="before")(_split_secrets)
 
     @field_validator("stripe_webhook_secrets")
@@ -163,6 +177,24 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("http://", "https://", "chdb://")):
             raise ValueError("expected http://user:password@host:8123/db or chdb:///absolute/path")
         return value
+
+    @field_validator("business_tz")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone name, e.g. America/Chicago or UTC") from None
+        return value
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _iso_currency(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-zA-Z]{3}", value):
+            raise ValueError("expected a three-letter ISO 4217 code, e.g. usd")
+        return None if value is None else value.lower()
 
     @property
     def resolved_data_dir(self) -> Path:
