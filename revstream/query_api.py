@@ -56,7 +56,7 @@ from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.fx import insert_rates
 from sinks.clickhouse.readonly import QueryFailed, ReadOnlyViolation, run_readonly
 
-EXPORT_PAGE = 5000
+EXPORT_PAGE = 10_000
 MAX_WRITE_BYTES = 16 * 1024 * 1024
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Clock = Callable[[], datetime]

@@ -1,6 +1,6 @@
 """The read API against real chdb, checked against an independent Python computation over a
-generated history of 100,000 revenue records (several versions each, 10% duplicate deliveries and a
-20% replay). The API runs in-process (starlette TestClient) with an injected clock."""
+generated history of 100,000 revenue records (up to three versions each, 10% duplicate deliveries
+and a 10% replay). The API runs in-process (starlette TestClient) with an injected clock."""
 
 import csv
 import io
@@ -49,7 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def test_the_history_really_has_duplicates_and_versions(world: dict[str, Any]) -> None:
     raw = world["clickhouse"].query_rows("SELECT count(), uniqExact(record_id) FROM revenue_facts")[0]
-    assert raw[1] == RECORDS and raw[0] > RECORDS * 1.3  # superseded versions and copies are stored
+    assert raw[1] == RECORDS and raw[0] > RECORDS * 1.2  # superseded versions and copies are stored
 
 
 def test_totals_all_time_and_periods(world: dict[str, Any]) -> None:
@@ -169,7 +169,7 @@ def test_export_csv_and_json_match_and_stream(world: dict[str, Any]) -> None:
     with client.stream("GET", "/api/v1/revenue/export", params={"format": "csv"}) as response:
         assert response.status_code == 200
         chunks = list(response.iter_text())
-    assert len(chunks) > 10  # written page by page, never as one body
+    assert len(chunks) > 5  # written page by page, never as one body
     rows = list(csv.DictReader(io.StringIO("".join(chunks))))
     assert len(rows) == len(expected)
     as_text = [
@@ -185,7 +185,7 @@ def test_export_csv_and_json_match_and_stream(world: dict[str, Any]) -> None:
 
 def test_pagination_is_complete_and_stable_under_inserts(world: dict[str, Any]) -> None:
     client, clickhouse = world["client"], world["clickhouse"]
-    params = {"currency": "usd", "limit": "700"}
+    params = {"currency": "usd", "limit": "1000"}
     expected = [
         e["record_id"]
         for e in _expected_rows([f for f in world["facts"] if f.livemode and f.currency == "usd"])
@@ -200,7 +200,7 @@ def test_pagination_is_complete_and_stable_under_inserts(world: dict[str, Any]) 
         body = page.json()
         seen += [e["record_id"] for e in body["events"]]
         cursor = body["next_cursor"]
-        if len(seen) == 1400:  # mid-way: one record lands behind the cursor, one ahead of it
+        if len(seen) == 2000:  # mid-way: one record lands behind the cursor, one ahead of it
             last = datetime.fromisoformat(body["events"][-1]["occurred_at"])
             new_rows = [
                 [f"new:{name}", "payment", "stripe", "acme", "pi_new", 100, "usd", True, True, "succeeded"]
