@@ -7,6 +7,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from revstream.query_api import QueryApi, query_routes
+from revstream.query_params import BadRequest
 from revstream.settings import Settings
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.queries import revenue_totals
@@ -27,6 +29,7 @@ def _livemode(request: Request) -> bool | None:
 
 def api_routes(settings: Settings, clickhouse: ClickHouse) -> list[Route]:
     token = settings.api_token.get_secret_value() if settings.api_token else None
+    queries = QueryApi(settings, clickhouse)
 
     async def totals(request: Request) -> JSONResponse:
         if not _authorized(request, token):
@@ -37,10 +40,17 @@ def api_routes(settings: Settings, clickhouse: ClickHouse) -> list[Route]:
         livemode = _livemode(request)
         if livemode is None:
             return JSONResponse({"error": "bad_request", "message": "livemode must be true or false"}, 400)
+        try:
+            body = await asyncio.to_thread(queries.totals_body, request.query_params)
+        except BadRequest as exc:
+            return JSONResponse({"error": "bad_request", "message": str(exc)}, 400)
+        # `currencies` is the all-time ledger view for this livemode (and entity): refunds per payment
+        # are max(listed refunds, charge totals) capped at the charge, plus disputes, fees and failed
+        # payments (sinks/clickhouse/queries.py). The period blocks apply every filter.
         entity = request.query_params.get("entity") or None
-        per_currency = await asyncio.to_thread(revenue_totals, clickhouse, livemode, entity)
+        body["currencies"] = await asyncio.to_thread(revenue_totals, clickhouse, livemode, entity)
         # Current MRR, ARR and active customers per currency (subscriptions), same livemode.
-        recurring = await asyncio.to_thread(recurring_totals, clickhouse, livemode)
-        return JSONResponse({"livemode": livemode, "currencies": per_currency, "recurring": recurring})
+        body["recurring"] = await asyncio.to_thread(recurring_totals, clickhouse, livemode)
+        return JSONResponse(body)
 
-    return [Route("/api/v1/revenue/totals", totals, methods=["GET"])]
+    return [Route("/api/v1/revenue/totals", totals, methods=["GET"]), *query_routes(queries)]

@@ -109,6 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     trace.add_argument("id", help="a Stripe id: evt_, pi_, ch_, cs_, re_, cus_ ...")
     trace.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sql = commands.add_parser("sql", help="run one read-only ClickHouse query (through the running process)")
+    sql.add_argument("query", help='one SELECT / WITH / SHOW / DESCRIBE statement, e.g. "SHOW TABLES"')
+    sql.add_argument("--csv", action="store_true", help="CSV with a header row instead of a table")
+    sql.add_argument("--url", help="the running web process (default http://HOST:PORT)")
+    fx = commands.add_parser("fx", help="FX rates for reporting-currency totals")
+    fx_commands = fx.add_subparsers(dest="fx_command", required=True)
+    fx_load = fx_commands.add_parser(
+        "load", help="load a date,base,quote,rate CSV into PostgreSQL and ClickHouse"
+    )
+    fx_load.add_argument("file", type=Path, help="CSV with the header date,base,quote,rate")
+    fx_load.add_argument("--url", help="the running web process (default http://HOST:PORT)")
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -153,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "audit":
                 return audit_verify(load_settings())
             return trace_command(load_settings(), args.id, args.json)
+        if args.command == "sql":
+            from revstream.sql_cli import run_sql
+
+            return run_sql(load_settings(), args.query, args.csv, args.url)
+        if args.command == "fx":
+            from revstream.fx import load_fx
+
+            return load_fx(load_settings(), args.file, args.url)
         return _topics()
     except (SettingsError, OperatorError) as exc:
         print(f"revstream: {exc}", file=sys.stderr)

@@ -202,7 +202,8 @@ class Settings(BaseModel):
     business_tz: str = Field(
         default="America/Chicago",
         alias="REVSTREAM_BUSINESS_TZ",
-        description="IANA timezone for business day boundaries (summaries, daily rules).",
+        description="IANA timezone for business day / week (Monday) / month boundaries: summaries, daily "
+        "rules, totals and trends (responses stay in UTC).",
     )
     slack_max_age_hours: int = Field(
         default=48,
@@ -215,6 +216,13 @@ class Settings(BaseModel):
         ge=1,
         alias="REVSTREAM_SUMMARY_CATCHUP_DAYS",
         description="After downtime, missed summaries are produced for at most this many days back.",
+    )
+
+    reporting_currency: str | None = Field(
+        default=None,
+        alias="REVSTREAM_REPORTING_CURRENCY",
+        description="ISO 4217 code (e.g. usd): totals and trends also report in it, converted with the "
+        "dated rates from `revstream fx load`. Unset: per-currency figures only.",
     )
 
     _split = field_validator("stripe_webhook_secrets", mode="before")(_split_secrets)
@@ -288,6 +296,13 @@ class Settings(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError("expected an IANA timezone name such as America/Chicago or UTC") from None
         return value
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _iso_currency(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-zA-Z]{3}", value):
+            raise ValueError("expected a three-letter ISO 4217 code, e.g. usd")
+        return None if value is None else value.lower()
 
     @property
     def resolved_data_dir(self) -> Path:
