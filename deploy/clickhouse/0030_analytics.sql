@@ -24,7 +24,7 @@ ALTER TABLE revenue_facts ADD COLUMN IF NOT EXISTS product Nullable(String);
 -- are max(individual refunds, the charges' refunded totals), so a refund reported both ways counts
 -- once. Here each individual refund counts at its own time, and whatever the charge totals add on
 -- top of them counts once, at the newest `refunded_total` record of that payment. (The all-time
--- totals also cap refunds at a known charge; that only differs for refunds PostgreSQL refused.)
+-- totals also cap refunds at a known charge, which only differs for refunds PostgreSQL refused.)
 CREATE OR REPLACE VIEW revenue_facts_current AS
 SELECT
     record_id,
