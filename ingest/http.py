@@ -108,6 +108,7 @@ def stripe_routes(config: IngestConfig, publisher: RawPublisher) -> list[Route]:
             await publisher.publish(envelope, key=(facts.object_id or facts.event_id).encode())
         except PublishUnavailable as exc:
             metrics.BROKER_ERRORS.inc()
+            metrics.count_event("stripe", facts.event_type, 503)
             log.warning("broker did not acknowledge %s in time (%s): answered 503", facts.event_id, exc)
             return _answer(
                 "stripe",
@@ -116,6 +117,7 @@ def stripe_routes(config: IngestConfig, publisher: RawPublisher) -> list[Route]:
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        metrics.count_event("stripe", facts.event_type, 200)
         return _answer("stripe", 200, {"received": True, "id": facts.event_id})
 
     return [Route("/webhooks/stripe", receive, methods=["POST"])]

@@ -26,6 +26,7 @@ from ingest.http import IngestConfig, StripeEndpoint, stripe_routes
 from ingest.publisher import KafkaRawPublisher
 from processors.revenue.consumer import register_revenue_processor
 from revstream.api import api_routes
+from revstream.consumer_lag import lag_watch_for, start_lag_monitor, stop_lag_monitor
 from revstream.settings import Settings, SettingsError
 from revstream.wiring import (
     GROUP_PROCESSOR,
@@ -110,9 +111,12 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if broker is not None:
             await broker.start()
+        watch = lag_watch_for(settings.topic_prefix, service)
+        lag_task = start_lag_monitor(settings.kafka_bootstrap_servers or "", watch) if watch else None
         try:
             yield
         finally:
+            await stop_lag_monitor(lag_task)
             if broker is not None:
                 await broker.stop()
             if clickhouse is not None:
@@ -158,9 +162,12 @@ async def _run_consumer(settings: Settings, service: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     await broker.start()
     log.info("%s consuming (topic prefix %r)", service, settings.topic_prefix)
+    watch = lag_watch_for(settings.topic_prefix, service)
+    lag_task = start_lag_monitor(settings.kafka_bootstrap_servers or "", watch) if watch else None
     try:
         await stop.wait()
     finally:
+        await stop_lag_monitor(lag_task)
         # A clean stop: the batch in flight finishes (and commits) before the consumer leaves.
         await broker.stop()
         if pool is not None:

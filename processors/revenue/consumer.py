@@ -7,6 +7,7 @@ deterministic records, which the sinks' upserts absorb).
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,7 @@ def register_revenue_processor(
     broker: KafkaBroker, topics: Topics, group_id: str, batch_size: int, flush_ms: int
 ) -> None:
     recent = RecentIds()
+    revenue_counter = metrics.RevenueCounter()
 
     def dead_letter(reason: str, payload: bytes):  # noqa: ANN202 - an awaitable publish
         metrics.DEAD_LETTERED.labels(stage="processor").inc()
@@ -54,8 +56,10 @@ def register_revenue_processor(
         decoder=record_values,
     )
     async def process_raw(bodies: list[bytes]) -> None:
+        started = time.perf_counter()
         sends = []
         derived_keys: list[str] = []
+        outputs = []
         for body in bodies:
             try:
                 envelope = RawEnvelope.from_bytes(body)
@@ -74,7 +78,15 @@ def register_revenue_processor(
             key = derived.revenue[0].payment_key if derived.revenue else envelope.provider_event_id
             sends.append(broker.publish(derived.to_bytes(), topic=topics.events, key=key.encode()))
             derived_keys.append(dedupe_key)
-        await asyncio.gather(*sends)
+            outputs.append(derived)
+        try:
+            await asyncio.gather(*sends)
+        except Exception:
+            metrics.PUBLISH_ERRORS.inc()
+            raise  # NACK: the batch is re-delivered and re-derived into the same records
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         # Published and acknowledged: only now may the ids count as seen (never claim before success).
         for key in derived_keys:
             recent.remember(key)
+        for derived in outputs:
+            revenue_counter.observe(derived)
