@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     send.add_argument("file", type=Path, help="a Stripe event JSON file, e.g. tests/fixtures/stripe/...")
     send.add_argument("--url", help="webhook URL (default http://HOST:PORT/webhooks/stripe)")
+    from revstream.bench.args import add_parser as add_bench_parser
+
+    add_bench_parser(commands)
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -71,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             from revstream.send import send_stripe
 
             return send_stripe(load_settings(), args.file, args.url)
+        if args.command == "bench":
+            from revstream.bench.run import bench_main
+
+            return bench_main(args)
         if args.command == "migrate":
             return _migrate()
         return _topics()

@@ -75,6 +75,7 @@ class OffsetReader:
         servers = bootstrap_servers.split(",")
         self._admin = AIOKafkaAdminClient(bootstrap_servers=servers, client_id="revstream-lag")
         self._consumer = AIOKafkaConsumer(bootstrap_servers=servers, client_id="revstream-lag")
+        self._partitions: dict[str, list[TopicPartition]] = {}  # a topic's partition count never shrinks
 
     async def start(self) -> None:
         await self._admin.start()
@@ -87,11 +88,13 @@ class OffsetReader:
             await self._admin.close()
 
     async def partitions(self, topic: str) -> list[TopicPartition]:
-        found = self._consumer.partitions_for_topic(topic)
-        if not found:
-            await self._consumer.topics()  # refreshes metadata for every topic
-            found = self._consumer.partitions_for_topic(topic) or set()
-        return [TopicPartition(topic, p) for p in sorted(found)]
+        if topic not in self._partitions:
+            (described,) = await self._admin.describe_topics([topic])
+            found = sorted(p["partition"] for p in described.get("partitions", []))
+            if not found:
+                return []  # not created yet: ask again next time
+            self._partitions[topic] = [TopicPartition(topic, p) for p in found]
+        return self._partitions[topic]
 
     async def bounds(self, partitions: list[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
         if not partitions:
