@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator
 
 import uvicorn
+import uvloop
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from psycopg_pool import AsyncConnectionPool
@@ -183,4 +184,4 @@ def run_service(settings: Settings, service: str) -> None:
         app = build_http_app(settings, service)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     else:
-        asyncio.run(_run_consumer(settings, service))
+        uvloop.run(_run_consumer(settings, service))  # uvicorn already runs the HTTP services on uvloop

@@ -86,7 +86,7 @@ class Sampler(threading.Thread):
         gross_before: int,
         bootstrap: str | None,
         groups: dict[str, tuple[str, ...]],
-        interval_s: float = 0.1,
+        interval_s: float = 0.2,
     ) -> None:
         super().__init__(daemon=True, name="bench-sampler")
         self.probe = probe
