@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import subprocess
@@ -56,7 +57,8 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
+    rank = math.ceil(q / 100 * len(ordered))  # nearest rank: the smallest value with >= q % at or below it
+    return ordered[min(len(ordered) - 1, max(0, rank - 1))]
 
 
 def ms(value: float | None) -> float | None:
