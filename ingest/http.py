@@ -126,6 +126,7 @@ async def publish_or_503(
         await publisher.publish(envelope, key=key)
     except PublishUnavailable as exc:
         metrics.BROKER_ERRORS.inc()
+        metrics.count_event(source, envelope.event_type, 503)
         log.warning(
             "broker did not acknowledge %s %s in time (%s): answered 503",
             source,
@@ -139,6 +140,7 @@ async def publish_or_503(
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+    metrics.count_event(source, envelope.event_type, 200)
     return _answer(source, 200, ok_body)
 
 

@@ -26,4 +26,64 @@ SHED = Counter(
     "Requests answered 503 at once because ingest already had REVSTREAM_MAX_INFLIGHT in progress.",
     ["source"],
 )
-IN_FLIGHT = Gauge("revstream_ingest_requests_in_flight", "Webhook requests being verified or published now.")
+IN_FLIGHT = Gauge("revstream_ingest_inflight_requests", "Webhook requests being verified or published now.")
+
+# Verified events by type. The label keeps only the revenue types the pipeline knows (and the
+# Gumroad resources) and folds everything else into "other", so a provider inventing event types
+# cannot grow the series count without bound.
+KNOWN_EVENT_TYPES = frozenset(
+    {
+        # Stripe
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "charge.succeeded",
+        "charge.failed",
+        "charge.refunded",
+        "charge.refund.updated",
+        "refund.created",
+        "refund.updated",
+        "refund.failed",
+        "charge.dispute.created",
+        "charge.dispute.closed",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.payment_failed",
+        "invoice_payment.paid",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        # Gumroad resources
+        "sale",
+        "refund",
+        "dispute",
+        "dispute_won",
+        "cancellation",
+        "subscription_updated",
+        "subscription_ended",
+        "subscription_restarted",
+    }
+)
+
+EVENTS_BY_TYPE = Counter(
+    "revstream_webhook_events_total",
+    "Verified webhook events answered, by source, event type (known revenue types, else 'other') "
+    "and HTTP status (200 = in Kafka, 503 = broker did not acknowledge).",
+    ["source", "type", "status"],
+)
+
+
+def event_type_label(event_type: str) -> str:
+    """The `type` label for an event type: itself when known, else "other" (bounded cardinality)."""
+    return event_type if event_type in KNOWN_EVENT_TYPES else "other"
+
+
+def count_event(source: str, event_type: str, status: int) -> None:
+    """Count one verified event answered with `status` (one call per answer, on the hot path)."""
+    EVENTS_BY_TYPE.labels(source=source, type=event_type_label(event_type), status=str(status)).inc()

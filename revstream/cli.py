@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     fx_load.add_argument("file", type=Path, help="CSV with the header date,base,quote,rate")
     fx_load.add_argument("--url", help="the running web process (default http://HOST:PORT)")
+    from revstream.bench.args import add_parser as add_bench_parser
+
+    add_bench_parser(commands)
     args = parser.parse_args(argv)
     _configure_logging()
     try:
@@ -156,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             from revstream.dlq import run_dlq
 
             return run_dlq(load_settings(), args)
+        if args.command == "bench":
+            from revstream.bench.run import bench_main
+
+            return bench_main(args)
         if args.command == "migrate":
             return _migrate()
         if args.command in ("audit", "trace"):

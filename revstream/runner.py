@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 
 import uvicorn
+import uvloop
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 from psycopg_pool import AsyncConnectionPool
@@ -32,6 +33,7 @@ from processors.revenue.consumer import register_revenue_processor
 from revstream.alerting import ALERTING_SERVICES, register_alert_history, run_alerting_service
 from revstream.alerts_api import AlertsApi
 from revstream.api import api_routes
+from revstream.consumer_lag import lag_watch_for, start_lag_monitor, stop_lag_monitor
 from revstream.gumroad_wiring import gumroad_routes_for
 from revstream.localservices.kafka import metadata_ok
 from revstream.settings import Settings, SettingsError
@@ -160,9 +162,12 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
             await state_pool.open(wait=False)
         if alerts_api is not None:
             await alerts_api.start()
+        watch = lag_watch_for(settings.topic_prefix, service)
+        lag_task = start_lag_monitor(settings.kafka_bootstrap_servers or "", watch) if watch else None
         try:
             yield
         finally:
+            await stop_lag_monitor(lag_task)
             if alerts_api is not None:
                 await alerts_api.stop()
             if broker is not None:
@@ -248,9 +253,12 @@ async def _run_consumer(settings: Settings, service: str) -> None:
                 stop,
             )
         )
+    watch = lag_watch_for(settings.topic_prefix, service)
+    lag_task = start_lag_monitor(settings.kafka_bootstrap_servers or "", watch) if watch else None
     try:
         await stop.wait()
     finally:
+        await stop_lag_monitor(lag_task)
         if relay is not None:
             await relay
         # A clean stop: the batch in flight finishes (and commits) before the consumer leaves.
@@ -270,4 +278,4 @@ def run_service(settings: Settings, service: str) -> None:
         app = build_http_app(settings, service)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     else:
-        asyncio.run(_run_consumer(settings, service))
+        uvloop.run(_run_consumer(settings, service))  # uvicorn already runs the HTTP services on uvloop

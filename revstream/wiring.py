@@ -35,6 +35,11 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=max(settings.publish_timeout_ms, 1000),
+        # aiokafka keeps one produce request in flight per broker and makes send() wait while a
+        # partition's batch is full; at its 16 KiB default that is ~10 envelopes per round trip.
+        # 512 KiB lets a busy ingest or processor put hundreds in one request (measured with
+        # `revstream bench`: several times less broker CPU per event). No added latency: linger stays 0.
+        max_batch_size=512 * 1024,
         logger=kafka_log,
     )
 

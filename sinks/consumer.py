@@ -64,10 +64,13 @@ def register_sink(
         started = time.perf_counter()
         try:
             written = await store.flush()
-        except Exception:
+        except Exception as exc:
             metrics.STORE_ERRORS.labels(sink=name).inc()
+            if name == "postgres":
+                metrics.POSTGRES_ERRORS.labels(error=type(exc).__name__).inc()
             log.exception("%s sink: batch write failed; it will be re-delivered", name)
             await asyncio.sleep(RETRY_PAUSE_S)  # explicit pause before the NACK re-delivers the batch
             raise
         metrics.BATCH_SIZE.labels(sink=name).observe(written)
         metrics.FLUSH_SECONDS.labels(sink=name).observe(time.perf_counter() - started)
+        metrics.WRITTEN.labels(sink=name).inc(len(bodies))

@@ -12,3 +12,18 @@ FLUSH_SECONDS = Histogram("revstream_sink_flush_seconds", "Time to write one bat
 STORE_ERRORS = Counter(
     "revstream_sink_store_errors_total", "Failed batch writes (batch re-delivered).", ["sink"]
 )
+WRITTEN = Counter(
+    "revstream_sink_messages_written_total",
+    "Derived events written durably to the store (offsets committed after), by sink.",
+    ["sink"],
+)
+CLICKHOUSE_ERRORS = Counter(
+    "revstream_clickhouse_errors_total",
+    "Failed ClickHouse calls (inserts and queries, server or chdb), by exception class.",
+    ["error"],
+)
+POSTGRES_ERRORS = Counter(
+    "revstream_postgres_errors_total",
+    "Failed PostgreSQL batch writes, by exception class.",
+    ["error"],
+)

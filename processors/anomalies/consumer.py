@@ -22,11 +22,11 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from processors.anomalies.store import AnomalyStore, mark_published, unpublished_alerts
+from revstream.alert_metrics import count_alert
 from schemas.revenue import DerivedEvent
 
 log = logging.getLogger("revstream.anomalies")
 
-ALERTS_RAISED = Counter("revstream_alerts_raised_total", "New alerts, by rule.", ["rule"])
 UNREADABLE = Counter("revstream_anomalies_unreadable_total", "Derived messages the detector could not read.")
 RETRY_PAUSE_S = 1.0
 
@@ -86,5 +86,6 @@ def register_anomaly_processor(
             await asyncio.sleep(RETRY_PAUSE_S)  # explicit pause before the NACK re-delivers the batch
             raise
         for alert in new:
-            ALERTS_RAISED.labels(rule=alert.rule).inc()
+            # Configured rules are named by operators: count them under one bounded kind.
+            count_alert("threshold" if alert.rule.startswith("rule:") else alert.rule, alert.severity.value)
             log.info("alert %s: %s", alert.alert_id, alert.title)

@@ -7,6 +7,7 @@ deterministic records, which the sinks' upserts absorb).
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,7 @@ def register_revenue_processor(
     broker: KafkaBroker, topics: Topics, group_id: str, batch_size: int, flush_ms: int
 ) -> None:
     recent = RecentIds()
+    revenue_counter = metrics.RevenueCounter()
 
     def dead_letter(reason: str, payload: bytes):  # noqa: ANN202 - an awaitable publish
         metrics.DEAD_LETTERED.labels(stage="processor").inc()
@@ -54,9 +56,11 @@ def register_revenue_processor(
         decoder=record_values,
     )
     async def process_raw(bodies: list[bytes]) -> None:
+        started = time.perf_counter()
         sends = []
         derived_keys: list[str] = []
         in_batch: set[str] = set()
+        outputs = []
         for body in bodies:
             try:
                 envelope = RawEnvelope.from_bytes(body)
@@ -77,7 +81,15 @@ def register_revenue_processor(
             in_batch.add(dedupe_key)
             if derived.event.state is not EventState.FAILED:  # a replay after a fix must not be dropped
                 derived_keys.append(dedupe_key)
-        await asyncio.gather(*sends)
+            outputs.append(derived)
+        try:
+            await asyncio.gather(*sends)
+        except Exception:
+            metrics.PUBLISH_ERRORS.inc()
+            raise  # NACK: the batch is re-delivered and re-derived into the same records
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         # Published and acknowledged: only now may the ids count as seen (never claim before success).
         for key in derived_keys:
             recent.remember(key)
+        for derived in outputs:
+            revenue_counter.observe(derived)

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from sinks.metrics import CLICKHOUSE_ERRORS
+
 DDL_DIR = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse"
 T = TypeVar("T")
 
@@ -38,7 +40,11 @@ class ClickHouse:
 
     def run(self, fn: Callable[[Client], T]) -> T:
         with self._lock:
-            return fn(self._client)
+            try:
+                return fn(self._client)
+            except Exception as exc:
+                CLICKHOUSE_ERRORS.labels(error=type(exc).__name__).inc()
+                raise
 
     async def run_async(self, fn: Callable[[Client], T]) -> T:
         return await asyncio.to_thread(self.run, fn)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from psycopg import AsyncConnection
 
+from revstream.alert_metrics import count_notification
 from sinks.slack.outbox import Outbox
 from sinks.slack.poster import post
 
@@ -78,6 +79,7 @@ async def run_sender(
                 # by a stop signal (the loop only checks `stop` between messages).
                 outcome = await post(client, webhook_url, claimed.message, claimed.attempts)
                 state = await outbox.finish(claimed, outcome, clock())
+                count_notification("slack", state)
                 if state == "sent":
                     log.info("%s posted", claimed.message_id)
                 else:
