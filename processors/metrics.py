@@ -52,3 +52,8 @@ class RevenueCounter:
             labels = (record.kind.value, record.currency, "true" if record.livemode else "false")
             REVENUE_MINOR.labels(*labels).inc(record.amount_minor)
             REVENUE_RECORDS.labels(*labels).inc()
+
+
+ANOMALIES_UNREADABLE = Counter(
+    "revstream_anomalies_unreadable_total", "Derived messages the anomaly processor could not read."
+)

@@ -17,17 +17,16 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
-from prometheus_client import Counter
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
+from processors import metrics
 from processors.anomalies.store import AnomalyStore, mark_published, unpublished_alerts
 from revstream.alert_metrics import count_alert
 from schemas.revenue import DerivedEvent
 
 log = logging.getLogger("revstream.anomalies")
 
-UNREADABLE = Counter("revstream_anomalies_unreadable_total", "Derived messages the detector could not read.")
 RETRY_PAUSE_S = 1.0
 
 
@@ -75,7 +74,7 @@ def register_anomaly_processor(
             try:
                 batch.append((partition, DerivedEvent.from_bytes(body)))
             except ValidationError as exc:
-                UNREADABLE.inc()
+                metrics.ANOMALIES_UNREADABLE.inc()
                 log.warning("skipping an unreadable derived message: %d validation errors", exc.error_count())
         try:
             new = await store.apply(batch, datetime.now(UTC))
