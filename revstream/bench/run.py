@@ -257,13 +257,18 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 ),
                 None,
             )
+            if start is None and processor_series:
+                # The processor was already running (--url) and consumed the backlog before the
+                # second sample: the drain started no later than the first sample.
+                start = processor_series[0][0]
             ends = []
             for group in (GROUP_SINK_POSTGRES, GROUP_SINK_CLICKHOUSE):
                 series = sampler.samples.consumed.get(target.topics.prefix + group, [])
                 top = max((c for _, c, _ in series), default=0)
                 ends.append(next((t for t, c, lag in series if c == top and lag == 0), None))
             if start is not None and all(e is not None for e in ends):
-                report["drain_per_s"] = round(args.backlog / (max(e for e in ends if e) - start), 1)
+                elapsed = max(max(e for e in ends if e) - start, 1e-3)
+                report["drain_per_s"] = round(args.backlog / elapsed, 1)
             else:
                 report["drain_per_s"] = None
             say(f"backlog drained at {report['drain_per_s']} events/s")
