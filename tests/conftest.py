@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_SECRET = "whsec_revstream_test_secret"
 EU_SECRET = "whsec_revstream_test_eu_secret"
 ADMIN_TOKEN = "revstream-test-admin-token"
+GUMROAD_TOKEN = "gr_revstream_test_token"
+GUMROAD_SELLER = "asdfasdfasdfasdf=="  # the published test ping's seller (tests/gumroad_fixtures.py)
 PIPELINE_SERVICES = ("web", "processor", "sink-postgres")
 
 
@@ -98,6 +100,8 @@ class Pipeline:
             "STRIPE_WEBHOOK_SECRET": TEST_SECRET,
             "REVSTREAM_STRIPE_ENDPOINTS": json.dumps({"eu": {"entity": "acme-eu", "secrets": [EU_SECRET]}}),
             "REVSTREAM_ADMIN_TOKEN": ADMIN_TOKEN,
+            "GUMROAD_WEBHOOK_SECRET": GUMROAD_TOKEN,
+            "GUMROAD_SELLER_IDS": GUMROAD_SELLER,
             "KAFKA_BOOTSTRAP_SERVERS": services.kafka_bootstrap,
             "DATABASE_URL": self.database_url,
             "CLICKHOUSE_URL": f"chdb://{workdir / 'clickhouse'}",

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, EU_SECRET, TEST_SECRET, Pipeline
+from tests.conftest import ADMIN_TOKEN, EU_SECRET, GUMROAD_TOKEN, TEST_SECRET, Pipeline
+from tests.gumroad_fixtures import form, sale_fields, sale_form_bytes
 from tests.stripe_fixtures import fixture_bytes, stripe_signature
 
 pytestmark = pytest.mark.integration
@@ -54,6 +55,21 @@ def manual(
     return send
 
 
+def gumroad(
+    body: bytes | None = None,
+    token: str = GUMROAD_TOKEN,
+    content_type: str = "application/x-www-form-urlencoded",
+) -> Callable[[Pipeline], httpx.Response]:
+    def send(p: Pipeline) -> httpx.Response:
+        return p.http.post(
+            f"/webhooks/gumroad/{token}",
+            content=sale_form_bytes() if body is None else body,
+            headers={"Content-Type": content_type},
+        )
+
+    return send
+
+
 def signed(body: bytes) -> Callable[[Pipeline], httpx.Response]:
     return stripe(body=body)
 
@@ -75,6 +91,18 @@ CASES: list[tuple[str, Callable[[Pipeline], httpx.Response], int]] = [
     ("stripe: not UTF-8", signed(b"\xff\xfe{}"), 400),
     ("stripe: unknown endpoint", stripe(path="/webhooks/stripe/us"), 404),
     ("stripe: unknown path", stripe(path="/webhooks/paypal"), 404),
+    # Gumroad
+    ("gumroad: wrong token", gumroad(token="gr_guess"), 404),
+    ("gumroad: no token", lambda p: p.http.post("/webhooks/gumroad/", content=sale_form_bytes()), 404),
+    (
+        "gumroad: seller not allowed",
+        gumroad(body=form({**sale_fields(), "seller_id": "someone-else=="})),
+        403,
+    ),
+    ("gumroad: wrong content type", gumroad(content_type="text/plain"), 415),
+    ("gumroad: malformed JSON", gumroad(body=b"{", content_type="application/json"), 400),
+    ("gumroad: no sale or subscription id", gumroad(body=b"seller_id=asdfasdfasdfasdf%3D%3D"), 400),
+    ("gumroad: oversize body", gumroad(body=b"a=" + b"x" * 1_048_576), 413),
     # Manual entries
     ("manual: no token", manual(token=None), 401),
     ("manual: wrong token", manual(token="guess"), 401),
@@ -120,7 +148,8 @@ def test_every_bad_input_gets_its_4xx_and_nothing_reaches_kafka(pipeline: Pipeli
     assert stripe()(pipeline).status_code == 200
     assert stripe(secret=EU_SECRET, path="/webhooks/stripe/eu")(pipeline).status_code == 200
     assert manual()(pipeline).status_code == 200
-    assert pipeline.raw_message_count() == 3
+    assert gumroad()(pipeline).status_code == 200
+    assert pipeline.raw_message_count() == 4
     logs = "".join(pipeline.log_tail(name, 10_000) for name in ("web", "processor", "sink-postgres"))
-    for secret in (TEST_SECRET, EU_SECRET, ADMIN_TOKEN, "4242424242424242"):
+    for secret in (TEST_SECRET, EU_SECRET, ADMIN_TOKEN, GUMROAD_TOKEN, "4242424242424242"):
         assert secret not in logs

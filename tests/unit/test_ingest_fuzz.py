@@ -1,4 +1,5 @@
-"""Fuzzing the HTTP edge in-process: 10,000 random or mutated requests per endpoint.
+"""Fuzzing the HTTP edge in-process: 10,000 random or mutated requests per endpoint (Stripe
+default and named, manual entries, Gumroad).
 
 Every answer must be a 4xx (or 2xx where the request is genuinely valid), never a 5xx, never a
 stack trace; the app must keep serving; and nothing may be published except what an independent
@@ -18,10 +19,13 @@ import pytest
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
+from ingest.gumroad_http import GumroadConfig, gumroad_routes
 from ingest.http import IngestConfig, StripeEndpoint, stripe_routes
 from ingest.idempotency import Claim
 from ingest.manual_http import manual_entry_routes
+from schemas.gumroad import FORM, JSON, PingError, identify, parse_ping
 from schemas.manual import ManualEntry
+from tests.gumroad_fixtures import SELLER, sale_fields, sale_form_bytes
 from tests.stripe_fixtures import fixture_bytes, stripe_signature
 from tests.unit.test_ingest_http import RecordingPublisher
 
@@ -30,6 +34,7 @@ pytestmark = pytest.mark.slow
 PER_ENDPOINT = 10_000
 SECRET = "whsec_fuzz"
 ADMIN = "fuzz-admin"
+GUMROAD_TOKEN = "gr_fuzz"
 NOW = 1_800_000_000
 SEED_BODIES = [
     fixture_bytes("stripe-sync-engine/charge.succeeded__1.json"),
@@ -136,6 +141,15 @@ def is_stripe_event(body: bytes) -> bool:
     )
 
 
+def is_gumroad_ping(body: bytes, content_type: str) -> bool:
+    """Oracle: an identifiable ping from an allowed seller (or a subscription ping, which has none)."""
+    try:
+        ping = identify(parse_ping(body, content_type))
+    except PingError:
+        return False
+    return ping.seller_id in (None, SELLER)
+
+
 def is_entry(body: bytes) -> bool:
     try:
         ManualEntry.model_validate_json(body)
@@ -159,9 +173,13 @@ async def _fuzz() -> dict[str, int]:
         publisher=publisher,
         max_body_bytes=64 * 1024,
     )
+    gumroad_config = GumroadConfig(
+        secret=GUMROAD_TOKEN, seller_ids=[SELLER], entity="acme", max_body_bytes=64 * 1024, clock=lambda: NOW
+    )
+    routes += gumroad_routes(gumroad_config, publisher)
     app = Starlette(routes=routes)
     rng = random.Random(20261121)
-    counts = {"stripe": 0, "stripe-eu": 0, "manual": 0, "published_ok": 0}
+    counts = {"stripe": 0, "stripe-eu": 0, "manual": 0, "gumroad": 0, "published_ok": 0}
     expected_published = 0
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
@@ -201,6 +219,21 @@ async def _fuzz() -> dict[str, int]:
                 assert headers.get("authorization") == f"Bearer {ADMIN}"
                 expected_published += 1
             counts["manual"] += 1
+        seeds = [(sale_form_bytes(), FORM), (json.dumps(sale_fields()).encode(), JSON)]
+        for i in range(PER_ENDPOINT):
+            seed, kind = seeds[i % 2]
+            body = mutate_bytes(rng, seed) if kind == FORM or rng.random() < 0.5 else random_body(rng, seed)
+            headers = {"content-type": kind if rng.random() < 0.9 else rng.choice(["text/plain", "", "a/b"])}
+            token = GUMROAD_TOKEN if rng.random() < 0.9 else rng.choice(["", "x", GUMROAD_TOKEN + "x"])
+            before = len(publisher.published)
+            response = await client.post(f"/webhooks/gumroad/{token}", content=body, headers=headers)
+            assert response.status_code < 500, ("gumroad", i, response.status_code, response.text)
+            assert "Traceback" not in response.text
+            if len(publisher.published) > before:
+                assert response.status_code == 200 and token == GUMROAD_TOKEN
+                assert is_gumroad_ping(body, headers["content-type"])
+                expected_published += 1
+            counts["gumroad"] += 1
         # Still serving after all of it.
         good = SEED_BODIES[0]
         ok = await client.post(
@@ -220,5 +253,5 @@ async def _fuzz() -> dict[str, int]:
 def test_ten_thousand_random_requests_per_endpoint_never_5xx_and_publish_only_valid_events() -> None:
     started = time.perf_counter()
     counts = asyncio.run(_fuzz())
-    assert counts["stripe"] == counts["stripe-eu"] == counts["manual"] == PER_ENDPOINT
+    assert counts["stripe"] == counts["stripe-eu"] == counts["manual"] == counts["gumroad"] == PER_ENDPOINT
     print(f"fuzz: {counts} in {time.perf_counter() - started:.1f} s")
