@@ -1,7 +1,7 @@
 """`revstream backfill csv FILE`: import offline revenue from a CSV file, idempotently.
 
 Columns (header row required): id, kind, amount, currency, occurred_at, and optionally entity,
-customer, reference, description, refund_of, livemode. `id` is the row's idempotency key.
+customer, reference, product, description, refund_of, livemode. `id` is the row's idempotency key.
 
 Every row is validated first and bad rows are reported by line number and reason; then the good
 rows are posted to the running pipeline's POST /api/v1/manual-entries (same validation,
@@ -29,7 +29,7 @@ from revstream.settings import Settings
 from schemas.manual import IDEMPOTENCY_KEY_PATTERN, ManualEntry, describe_errors
 
 REQUIRED = ("id", "kind", "amount", "currency", "occurred_at")
-OPTIONAL = ("entity", "customer", "reference", "description", "refund_of", "livemode")
+OPTIONAL = ("entity", "customer", "reference", "product", "description", "refund_of", "livemode")
 WORKERS = 8
 MAX_ATTEMPTS = 5
 

@@ -49,6 +49,7 @@ class ManualEntry(BaseModel):
     entity: Text | None = Field(default=None, description="Business entity; default REVSTREAM_ENTITY.")
     customer: Text | None = None
     reference: Text | None = Field(default=None, description="PO or contract number.")
+    product: Text | None = Field(default=None, description="What was sold (for trends by product).")
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
     refund_of: Annotated[str, StringConstraints(pattern=IDEMPOTENCY_KEY_PATTERN)] | None = None
     livemode: bool = True

@@ -56,6 +56,11 @@ class RevenueRecord(BaseModel):
     version: int = Field(ge=0, description="Forward-only order: event time, then a deterministic tie-break.")
     source_event_id: str
     source_event_type: str
+    product: str | None = Field(
+        default=None,
+        description="What was sold, when the source says (Gumroad product_id, a manual entry's product); "
+        "None when unknown (Stripe payment events carry no line items).",
+    )
 
 
 class OrderRecord(BaseModel):

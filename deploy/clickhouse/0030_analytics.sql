@@ -13,8 +13,9 @@
 -- The API's queries are all "one livemode, a time range, grouped by time bucket" scans over the
 -- deduplicated set, which at this table's size is one pass over the data either way.
 
--- Filled by derivations that know the product (none does yet: Stripe payment events carry no
--- line items). NULL means unknown. Adding a column is metadata-only and keeps 0001's semantics.
+-- Filled by derivations that know the product: Gumroad (product_id) and manual entries / CSV
+-- (`product`). Stripe payment events carry no line items, so Stripe facts have NULL (unknown).
+-- Adding a column is metadata-only and keeps 0001's semantics.
 ALTER TABLE revenue_facts ADD COLUMN IF NOT EXISTS product Nullable(String);
 
 -- One row per revenue record, its latest version, with the money measures the API sums.

@@ -66,6 +66,7 @@ class Sale:
     entity: str
     event_id: str
     resource: str
+    product: str | None = None
 
 
 def _timestamp(ping: Ping, field: str) -> datetime | None:
@@ -100,6 +101,7 @@ def _sale(ping: Ping, envelope: RawEnvelope, resource: str) -> Sale:
         entity=envelope.entity,
         event_id=envelope.provider_event_id,
         resource=resource,
+        product=text(ping, "product_id") or text(ping, "product_permalink"),
     )
 
 
@@ -120,6 +122,7 @@ def _record(sale: Sale, kind: RevenueKind, amount: int, version: int) -> Revenue
         version=version,
         source_event_id=sale.event_id,
         source_event_type=sale.resource,
+        product=sale.product,
     )
 
 

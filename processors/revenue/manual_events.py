@@ -40,6 +40,7 @@ def derive_manual_entry(envelope: RawEnvelope) -> tuple[list[RevenueRecord], lis
         version=version,
         source_event_id=envelope.provider_event_id,
         source_event_type=envelope.event_type,
+        product=entry.product,
     )
     orders = []
     if entry.kind == "payment" and entry.customer:

@@ -23,13 +23,13 @@ def times(n: int) -> dict[str, dict[str, int]]:
     return {cur: {k: v * n for k, v in t.items()} for cur, t in ONE_SET.items()}
 
 
-CSV = """id,kind,amount,currency,occurred_at,entity,customer,reference,refund_of
-csv-po-1,payment,123.45,USD,2026-10-01T09:00:00Z,acme-eu,cus_csv,PO-1,
-csv-po-2,payment,5000,JPY,2026-10-02,acme-eu,,PO-2,
-csv-bad-1,payment,12.345,USD,2026-10-02,acme-eu,,,
-csv-po-1-r,refund,23.45,usd,2026-10-03T00:00:00+02:00,acme-eu,,,csv-po-1
-,payment,1.00,usd,2026-10-03,acme-eu,,,
-csv-bad-2,payment,1.00,usd,yesterday,acme-eu,,,
+CSV = """id,kind,amount,currency,occurred_at,entity,customer,reference,product,refund_of
+csv-po-1,payment,123.45,USD,2026-10-01T09:00:00Z,acme-eu,cus_csv,PO-1,support-plan,
+csv-po-2,payment,5000,JPY,2026-10-02,acme-eu,,PO-2,,
+csv-bad-1,payment,12.345,USD,2026-10-02,acme-eu,,,,
+csv-po-1-r,refund,23.45,usd,2026-10-03T00:00:00+02:00,acme-eu,,,,csv-po-1
+,payment,1.00,usd,2026-10-03,acme-eu,,,,
+csv-bad-2,payment,1.00,usd,yesterday,acme-eu,,,,
 """
 
 
@@ -94,6 +94,22 @@ def test_stripe_manual_and_csv_reach_the_same_totals(pipeline: Pipeline, tmp_pat
     assert "imported 0, already imported 3, invalid 3, refused 0" in again.stdout
     assert pipeline.sql("SELECT count(*) FROM revenue_ledger WHERE entity = 'acme-eu'") == [(3,)]
     pipeline.wait_for_totals(times(3), livemode=True)
+
+    # The product named on the CSV row reaches the ledger and the trends by product.
+    assert pipeline.sql(
+        "SELECT product FROM revenue_ledger WHERE record_id = 'manual:payment:acme-eu:csv-po-1'"
+    ) == [("support-plan",)]
+    trends = pipeline.http.get(
+        "/api/v1/revenue/trends",
+        params={
+            "interval": "month",
+            "from": "2026-10-01T00:00:00Z",
+            "to": "2026-11-01T00:00:00Z",
+            "group_by": "product",
+        },
+    )
+    assert trends.status_code == 200, trends.text
+    assert "support-plan" in trends.text
 
 
 def test_events_are_listed_and_a_replay_derives_again_without_double_counting(pipeline: Pipeline) -> None:

@@ -137,6 +137,7 @@ def test_the_published_sale_is_one_test_mode_payment_and_order() -> None:
     assert (payment.amount_minor, payment.currency, payment.livemode) == (3000, "usd", False)
     assert payment.occurred_at == datetime(2023, 1, 1, 15, 50, 55, tzinfo=UTC)
     assert payment.payment_key == f"gumroad:{SALE_ID}" and payment.entity == "acme"
+    assert payment.product == sale_fields()["product_id"]  # for trends by product
     (order,) = derived.orders
     assert order.order_id == f"gumroad:order:{SALE_ID}" and order.amount_minor == 3000
     assert derived.event.event_created_at == payment.occurred_at
