@@ -25,7 +25,12 @@ from processors.revenue.common import (
     minor_units,
     object_id,
 )
-from processors.revenue.stripe_ledger import COUNTED_REFUND_STATUSES, payment_fees, refunded_total
+from processors.revenue.stripe_ledger import (
+    COUNTED_REFUND_STATUSES,
+    ledger_record,
+    payment_fees,
+    refunded_total,
+)
 from processors.revenue.stripe_ledger import HANDLERS as LEDGER_HANDLERS
 from schemas.envelope import Source
 from schemas.revenue import OrderRecord, RevenueKind, RevenueRecord
@@ -54,22 +59,16 @@ NOTHING: Derivation = ([], [])
 def _payment(
     ctx: EventContext, payment_key: str, amount: int, currency: str, status: str, customer: str | None
 ) -> RevenueRecord:
-    return RevenueRecord(
-        record_id=f"stripe:payment:{payment_key}",
-        kind=RevenueKind.PAYMENT,
-        source=Source.STRIPE,
-        entity=ctx.entity,
-        payment_key=payment_key,
-        amount_minor=amount,
-        currency=currency,
-        livemode=ctx.livemode,
+    return ledger_record(
+        ctx,
+        RevenueKind.PAYMENT,
+        payment_key,
+        payment_key,
+        amount,
+        currency,
         counted=True,
         status=status,
-        customer_id=customer,
-        occurred_at=from_unix(ctx.created),
-        version=ctx.version,
-        source_event_id=ctx.event_id,
-        source_event_type=ctx.event_type,
+        customer=customer,
     )
 
 
