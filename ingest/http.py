@@ -6,13 +6,14 @@ No handler blocks the event loop, and no response carries a stack trace or a sec
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingest import metrics
 from ingest.publisher import PublishUnavailable, RawPublisher
@@ -68,33 +69,50 @@ class Admission:
 UNBOUNDED = Admission(limit=2**31)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it (or its declared Content-Length) exceeds `limit`."""
     if declared is not None:
         if not declared.isdigit():
             raise Rejected(400, "bad_request", "Content-Length is not a number")
         if int(declared) > limit:
             raise Rejected(413, "body_too_large", f"body is larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks_read, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise Rejected(413, "body_too_large", f"body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        chunks_read.append(chunk)
+    return b"".join(chunks_read)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    return await read_limited(request.stream(), request.headers.get("content-length"), limit)
+
+
+async def _asgi_body(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body's chunks straight from the ASGI server (what Request.stream() does)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _require_json(request: Request) -> None:
-    if media_type(request) != "application/json":
-        raise Rejected(415, "unsupported_media_type", "Content-Type must be application/json")
-
-
 def _answer(source: str, status: int, body: dict[str, object], headers: dict[str, str] | None = None):
-    metrics.WEBHOOKS.labels(source=source, status=str(status)).inc()
+    metrics.count_answer(source, status)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -144,34 +162,67 @@ async def publish_or_503(
     return _answer(source, 200, ok_body)
 
 
-def stripe_routes(
-    config: IngestConfig, publisher: RawPublisher, admission: Admission = UNBOUNDED
-) -> list[Route]:
-    """POST /webhooks/stripe (the endpoint named "default") and /webhooks/stripe/{endpoint}.
+class StripeWebhooks:
+    """POST /webhooks/stripe (the endpoint named "default") and /webhooks/stripe/{endpoint}, as a
+    bare ASGI app: the busiest route skips the framework's request and routing objects
+    (`FastPaths` sends it requests directly; it also works mounted as a Starlette route).
 
     Each endpoint verifies with its own secrets (several during a rotation) and records its own
     business entity. An endpoint without a secret is disabled: 404, like one that does not exist.
     """
-    endpoints = {e.name: e for e in config.stripe_endpoints if e.secrets}
 
-    async def receive(request: Request) -> Response:
-        endpoint = endpoints.get(request.path_params.get("endpoint", "default"))
+    PATH = "/webhooks/stripe"
+
+    def __init__(
+        self, config: IngestConfig, publisher: RawPublisher, admission: Admission = UNBOUNDED
+    ) -> None:
+        self._config = config
+        self._publisher = publisher
+        self._admission = admission
+        self._endpoints = {e.name: e for e in config.stripe_endpoints if e.secrets}
+
+    def endpoint_name(self, path: str) -> str | None:
+        """ "default" for /webhooks/stripe, NAME for /webhooks/stripe/NAME, else None."""
+        if path == self.PATH:
+            return "default"
+        if path.startswith(self.PATH + "/"):
+            name = path[len(self.PATH) + 1 :]
+            return name if name and "/" not in name else None
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = scope.get("path_params", {}).get("endpoint") or self.endpoint_name(scope["path"]) or ""
+        response = await self._answer(scope, receive, self._endpoints.get(name))
+        await response(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, endpoint: StripeEndpoint | None) -> Response:
+        if scope["method"] != "POST":
+            return JSONResponse(
+                {"error": "method_not_allowed", "message": "use POST"},
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
         if endpoint is None:
             return _answer("stripe", 404, {"error": "not_found", "message": "no such webhook endpoint"})
-        if not admission.try_enter():
+        if not self._admission.try_enter():
             return shed("stripe")
         try:
-            return await _verify_and_publish(request, endpoint)
+            return await self._verify_and_publish(scope, receive, endpoint)
         finally:
-            admission.leave()
+            self._admission.leave()
 
-    async def _verify_and_publish(request: Request, endpoint: StripeEndpoint) -> Response:
+    async def _verify_and_publish(self, scope: Scope, receive: Receive, endpoint: StripeEndpoint) -> Response:
+        config = self._config
+        content_type = _header(scope, b"content-type") or ""
         try:
-            _require_json(request)
-            body = await _read_limited(request, config.max_body_bytes)
+            if content_type.split(";")[0].strip().lower() != "application/json":
+                raise Rejected(415, "unsupported_media_type", "Content-Type must be application/json")
+            body = await read_limited(
+                _asgi_body(receive), _header(scope, b"content-length"), config.max_body_bytes
+            )
             now = config.clock()
             verify_signature(
-                body, request.headers.get("stripe-signature"), endpoint.secrets, config.tolerance_s, now
+                body, _header(scope, b"stripe-signature"), endpoint.secrets, config.tolerance_s, now
             )
             facts = read_event(body)
         except Rejected as rejected:
@@ -187,13 +238,37 @@ def stripe_routes(
             event_type=facts.event_type,
             livemode=facts.livemode,
             received_at=datetime.fromtimestamp(now, UTC),
-            content_type=request.headers.get("content-type", ""),
+            content_type=content_type,
             body=body,
         )
         key = (facts.object_id or facts.event_id).encode()
-        return await publish_or_503(publisher, envelope, key, {"received": True, "id": facts.event_id})
+        return await publish_or_503(self._publisher, envelope, key, {"received": True, "id": facts.event_id})
 
-    return [
-        Route("/webhooks/stripe", receive, methods=["POST"]),
-        Route("/webhooks/stripe/{endpoint}", receive, methods=["POST"]),
-    ]
+    def routes(self) -> list[Route]:
+        """The same endpoints as Starlette routes (for apps without FastPaths in front)."""
+        return [
+            Route(self.PATH, self, methods=["POST"]),
+            Route(self.PATH + "/{endpoint}", self, methods=["POST"]),
+        ]
+
+
+def stripe_routes(
+    config: IngestConfig, publisher: RawPublisher, admission: Admission = UNBOUNDED
+) -> list[Route]:
+    return StripeWebhooks(config, publisher, admission).routes()
+
+
+class FastPaths:
+    """The HTTP app in front of the framework: Stripe webhooks (the one high-volume route) go
+    straight to StripeWebhooks; every other request goes to `app` (routing, middleware, API).
+    Measured by `revstream bench`: see README "Performance"."""
+
+    def __init__(self, app: ASGIApp, stripe: StripeWebhooks) -> None:
+        self._app = app
+        self._stripe = stripe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._stripe.endpoint_name(scope["path"]) is not None:
+            await self._stripe(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)

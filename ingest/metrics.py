@@ -1,5 +1,7 @@
 """Ingest metrics (prometheus-client conventions: units in names, _total counters, few labels)."""
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS = Counter(
@@ -84,6 +86,25 @@ def event_type_label(event_type: str) -> str:
     return event_type if event_type in KNOWN_EVENT_TYPES else "other"
 
 
+_EVENT_COUNTERS: dict[tuple[str, str, int], Any] = {}
+_ANSWER_COUNTERS: dict[tuple[str, int], Any] = {}
+
+
 def count_event(source: str, event_type: str, status: int) -> None:
-    """Count one verified event answered with `status` (one call per answer, on the hot path)."""
-    EVENTS_BY_TYPE.labels(source=source, type=event_type_label(event_type), status=str(status)).inc()
+    """Count one verified event answered with `status` (one call per answer, on the hot path: the
+    labelled child is looked up once per label set, not per request)."""
+    key = (source, event_type, status)
+    counter = _EVENT_COUNTERS.get(key)
+    if counter is None:
+        counter = EVENTS_BY_TYPE.labels(source=source, type=event_type_label(event_type), status=str(status))
+        if len(_EVENT_COUNTERS) < 10_000:  # unknown types fold into "other": keep the cache bounded too
+            _EVENT_COUNTERS[key] = counter
+    counter.inc()
+
+
+def count_answer(source: str, status: int) -> None:
+    """Count one webhook request answered with `status` (revstream_webhooks_received_total)."""
+    counter = _ANSWER_COUNTERS.get((source, status))
+    if counter is None:
+        counter = _ANSWER_COUNTERS[(source, status)] = WEBHOOKS.labels(source=source, status=str(status))
+    counter.inc()

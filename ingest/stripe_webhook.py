@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import stripe
+# Bound once: `stripe.X` resolves through the package's lazy __getattr__ (an import per access).
+from stripe import SignatureVerificationError, WebhookSignature
 
 from ingest.rejections import Rejected
 
@@ -47,8 +48,8 @@ def verify_signature(
     verified = False
     for secret in secrets:
         try:
-            stripe.WebhookSignature.verify_header(body, header, secret, tolerance=None)
-        except stripe.SignatureVerificationError:
+            WebhookSignature.verify_header(body, header, secret, tolerance=None)
+        except SignatureVerificationError:
             continue
         verified = True
         break

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run one service in this process")
     run.add_argument(
         "service",
-        help="web | ingest | api | processor | sink-postgres | sink-clickhouse | anomalies | slack | summaries",
+        help="web | ingest | api | analytics | processor | sink-postgres | sink-clickhouse | anomalies | slack | summaries",
     )
     commands.add_parser("migrate", help="apply PostgreSQL migrations and the ClickHouse schema")
     commands.add_parser("topics", help="create the Kafka topics (idempotent)")

@@ -196,6 +196,6 @@ def lag_watch_for(topic_prefix: str, service: str) -> LagWatch | None:
         return LagWatch({topic_prefix + GROUP_PROCESSOR: (topics.raw,)}, sized_topics=(topics.dlq,))
     if service == "sink-postgres":
         return LagWatch({topic_prefix + GROUP_SINK_POSTGRES: (topics.events,)})
-    if service in ("sink-clickhouse", "web"):
+    if service in ("sink-clickhouse", "web", "analytics"):
         return LagWatch({topic_prefix + GROUP_SINK_CLICKHOUSE: (topics.events,)})
     return None

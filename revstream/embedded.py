@@ -2,7 +2,8 @@
 
 Starts a local Apache Kafka (KRaft) and PostgreSQL in the data directory, applies migrations,
 creates the topics, then runs the pipeline as child processes:
-  web            ingest + query API + ClickHouse sink (chdb) on PORT
+  ingest         webhooks, manual entries, operator endpoints on PORT; forwards the rest to analytics
+  analytics      query API + ClickHouse sink (chdb) on a private port (127.0.0.1, free port)
   processor      revenue.raw.v1 -> revenue.events.v1
   sink-postgres  revenue.events.v1 -> PostgreSQL
   anomalies      revenue.events.v1 -> alerts; summaries: daily/weekly summaries
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from revstream.localservices import LocalServiceError
+from revstream.localservices import LocalServiceError, free_port
 from revstream.localservices.kafka import LocalKafka, create_topics, ensure_kafka_jars
 from revstream.localservices.postgres import LocalPostgres, unreachable_ancestor
 from revstream.settings import Settings, SettingsError
@@ -30,7 +31,10 @@ from revstream.wiring import topics_for
 from sinks.postgres.migrations import apply_migrations
 
 KAFKA_PORT, KAFKA_CONTROLLER_PORT, POSTGRES_PORT = 19092, 19093, 15432
-CHILDREN = ("web", "processor", "sink-postgres", "anomalies", "summaries")
+CHILDREN = ("ingest", "analytics", "processor", "sink-postgres", "anomalies", "summaries")
+# Ingest is its own process so that acknowledging a webhook never waits behind ClickHouse inserts or
+# analyst queries (one event loop, one GIL): measured in README "Performance".
+HTTP_CHILDREN = ("ingest", "analytics")
 STOP_GRACE_S = 20
 
 
@@ -53,6 +57,19 @@ class Supervisor:
         self.child_names = (*CHILDREN, *(("slack",) if settings.slack_webhook_url else ()))
         self.restarts: dict[str, list[float]] = {name: [] for name in self.child_names}
         self.stopping = False
+        self.analytics_port = free_port(settings.host)
+
+    @property
+    def analytics_url(self) -> str:
+        return f"http://{self.settings.host}:{self.analytics_port}"
+
+    def child_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        """Ingest answers on PORT and forwards to analytics; analytics listens privately."""
+        if name == "ingest":
+            return {**env, "REVSTREAM_API_UPSTREAM": self.analytics_url}
+        if name == "analytics":
+            return {**env, "PORT": str(self.analytics_port)}
+        return env
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if not self.stopping:
@@ -95,7 +112,7 @@ class Supervisor:
         log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.children[name] = subprocess.Popen(
             [sys.executable, "-m", "revstream", "run", name],
-            env=env,
+            env=self.child_env(name, env),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches only the supervisor, which stops children in order
@@ -103,22 +120,30 @@ class Supervisor:
         )
         log_file.close()
 
-    def _wait_healthy(self, url: str, timeout_s: float = 60) -> None:
+    def wait_healthy(self, timeout_s: float = 60) -> None:
+        """Until ingest (PORT) and analytics answer /health; a child that exits meanwhile is an error."""
+        urls = {
+            "ingest": f"http://{self.settings.host}:{self.settings.port}",
+            "analytics": self.analytics_url,
+        }
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not self.stopping:
-            web = self.children["web"]
-            if web.poll() is not None:
-                raise LocalServiceError(
-                    f"the web service exited with {web.returncode}: see {self.data_dir / 'logs' / 'web.log'}"
-                )
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        if not self.stopping:
-            raise LocalServiceError(f"web did not answer /health in {timeout_s:.0f} s: see logs/web.log")
+        for name, url in urls.items():
+            while not self.stopping:
+                child = self.children[name]
+                if child.poll() is not None:
+                    raise LocalServiceError(
+                        f"{name} exited with {child.returncode}: see {self.data_dir / 'logs' / (name + '.log')}"
+                    )
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise LocalServiceError(
+                        f"{name} did not answer /health in {timeout_s:.0f} s: see logs/{name}.log"
+                    )
+                time.sleep(0.2)
 
     def _stop_children(self) -> None:
         for child in self.children.values():
@@ -185,16 +210,17 @@ class Supervisor:
             for name in self.child_names:
                 self._spawn(name, env)
             url = f"http://{self.settings.host}:{self.settings.port}"
-            self._wait_healthy(url)
+            self.wait_healthy()
             if not self.stopping:
                 say("ready")
                 print(
                     f"\n  Stripe webhook endpoint  POST {url}/webhooks/stripe\n"
                     f"  Revenue totals           GET  {url}/api/v1/revenue/totals   (?livemode=false for test data)\n"
-                    f"  Health / metrics         GET  {url}/health   {url}/metrics\n"
+                    f"  Health / metrics         GET  {url}/health   {url}/metrics (ingest)   "
+                    f"{self.analytics_url}/metrics (analytics)\n"
                     f"  Kafka                    {bootstrap}\n"
                     f"  PostgreSQL               {database_url}\n"
-                    f"  ClickHouse (chdb)        {self.settings.resolved_clickhouse_url}  (owned by the web process)\n"
+                    f"  ClickHouse (chdb)        {self.settings.resolved_clickhouse_url}  (owned by the analytics process)\n"
                     f"  Data and logs            {self.data_dir}\n\n"
                     "  Ctrl-C stops everything.\n",
                     flush=True,

@@ -1,9 +1,10 @@
 """Runs one pipeline service in this process: `revstream run <service>`.
 
 Services:
-- web: ingest + query API + ClickHouse sink on one port (the embedded default, where only
-  one process may open the chdb directory)
+- web: ingest + query API + ClickHouse sink on one port (one process for everything HTTP)
 - ingest, api: the HTTP edge and the query API on their own (production containers)
+- analytics: the query API + the ClickHouse sink, without ingest: `revstream up` runs it behind
+  ingest (REVSTREAM_API_UPSTREAM), since only one process may open the chdb directory
 - processor, sink-postgres, sink-clickhouse: Kafka consumers
 - anomalies, slack, summaries: alerting (revstream/alerting.py)
 """
@@ -23,10 +24,11 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from ingest.events_http import webhook_event_routes
-from ingest.http import Admission, IngestConfig, StripeEndpoint, stripe_routes
+from ingest.http import Admission, FastPaths, IngestConfig, StripeEndpoint, StripeWebhooks
 from ingest.idempotency import IdempotencyKeys
 from ingest.manual_http import manual_entry_routes
 from ingest.publisher import KafkaRawPublisher
@@ -38,6 +40,7 @@ from revstream.consumer_lag import lag_watch_for, start_lag_monitor, stop_lag_mo
 from revstream.gumroad_wiring import gumroad_routes_for
 from revstream.localservices.kafka import metadata_ok
 from revstream.settings import Settings, SettingsError
+from revstream.upstream import Upstream
 from revstream.wiring import (
     GROUP_PROCESSOR,
     GROUP_RAW_ARCHIVE,
@@ -45,6 +48,7 @@ from revstream.wiring import (
     GROUP_SINK_POSTGRES,
     group_for,
     make_broker,
+    make_producer,
     require_database,
     topics_for,
 )
@@ -59,7 +63,16 @@ log = logging.getLogger("revstream")
 
 READY_TIMEOUT_S = 2.0
 GC_YOUNG_THRESHOLD = 50_000
-SERVICES = ("web", "ingest", "api", "processor", "sink-postgres", "sink-clickhouse", *ALERTING_SERVICES)
+SERVICES = (
+    "web",
+    "ingest",
+    "api",
+    "analytics",
+    "processor",
+    "sink-postgres",
+    "sink-clickhouse",
+    *ALERTING_SERVICES,
+)
 
 
 async def _health(_: Request) -> JSONResponse:
@@ -97,10 +110,13 @@ def _register_clickhouse_sink(broker: KafkaBroker, settings: Settings, clickhous
     register_alert_history(broker, settings, clickhouse)
 
 
-def build_http_app(settings: Settings, service: str) -> Starlette:
-    """The HTTP process: ingest routes, API routes, or both plus the ClickHouse sink (web)."""
+def build_http_app(settings: Settings, service: str) -> ASGIApp:
+    """The HTTP process: ingest routes, API routes, or both plus the ClickHouse sink (web); the API
+    plus the ClickHouse sink (analytics); ingest forwarding the rest to REVSTREAM_API_UPSTREAM."""
     with_ingest = service in ("web", "ingest")
-    with_api = service in ("web", "api")
+    with_api = service in ("web", "api", "analytics")
+    with_clickhouse_sink = service in ("web", "analytics")
+    upstream = Upstream(settings.api_upstream) if service == "ingest" and settings.api_upstream else None
     if with_ingest and not settings.configured_sources():
         # Never fail open: an ingest that accepts nothing is a misconfiguration, not a default.
         raise SettingsError(
@@ -108,7 +124,16 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
             "rotation), REVSTREAM_STRIPE_ENDPOINTS, GUMROAD_WEBHOOK_SECRET, or REVSTREAM_ADMIN_TOKEN "
             "(manual entries)"
         )
-    broker = make_broker(settings, service) if with_ingest or service == "web" else None
+    broker = make_broker(settings, service) if with_ingest or with_clickhouse_sink else None
+    publisher = (
+        KafkaRawPublisher(
+            lambda: make_producer(settings, f"{service}-raw"),
+            topics_for(settings).raw,
+            settings.publish_timeout_ms / 1000,
+        )
+        if with_ingest
+        else None
+    )
     clickhouse = ClickHouse(settings.resolved_clickhouse_url) if with_api else None
     # PostgreSQL on the edge only for operator endpoints (idempotency keys, event records). It is
     # opened lazily and bounded, so webhooks never wait on it and an outage answers 503, not 500.
@@ -125,12 +150,13 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
             return JSONResponse({"status": "unavailable", "broker": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    routes = [Route("/health", _health), Route("/ready", ready), Route("/metrics", _metrics)]
+    routes: list[BaseRoute] = [Route("/health", _health), Route("/ready", ready), Route("/metrics", _metrics)]
+    stripe_webhooks: StripeWebhooks | None = None
     if with_ingest:
-        assert broker is not None
-        publisher = KafkaRawPublisher(broker, topics_for(settings).raw, settings.publish_timeout_ms / 1000)
+        assert publisher is not None
         admission = Admission(settings.max_inflight)
-        routes += stripe_routes(_ingest_config(settings), publisher, admission)
+        stripe_webhooks = StripeWebhooks(_ingest_config(settings), publisher, admission)
+        routes += stripe_webhooks.routes()
         routes += gumroad_routes_for(settings, publisher, admission)
         routes += manual_entry_routes(
             admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
@@ -152,14 +178,18 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
         routes += api_routes(settings, clickhouse)
     if alerts_api is not None:
         routes += alerts_api.routes
-    if service == "web":
+    if with_clickhouse_sink:
         assert broker is not None and clickhouse is not None
         _register_clickhouse_sink(broker, settings, clickhouse)
+    if upstream is not None:
+        routes.append(Mount("/", app=upstream))  # last: only what no route above serves
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         if broker is not None:
             await broker.start()
+        if publisher is not None:
+            await publisher.start()
         if state_pool is not None:
             await state_pool.open(wait=False)
         if alerts_api is not None:
@@ -170,8 +200,12 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
             yield
         finally:
             await stop_lag_monitor(lag_task)
+            if upstream is not None:
+                await upstream.close()
             if alerts_api is not None:
                 await alerts_api.stop()
+            if publisher is not None:
+                await publisher.stop()
             if broker is not None:
                 await broker.stop()
             if state_pool is not None:
@@ -179,7 +213,8 @@ def build_http_app(settings: Settings, service: str) -> Starlette:
             if clickhouse is not None:
                 clickhouse.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return FastPaths(app, stripe_webhooks) if stripe_webhooks is not None else app
 
 
 async def _wait_for_kafka(settings: Settings, stop: asyncio.Event) -> bool:
@@ -288,7 +323,7 @@ def run_service(settings: Settings, service: str) -> None:
     _tune_gc()
     if service in ALERTING_SERVICES:
         run_alerting_service(settings, service)
-    elif service in ("web", "ingest", "api"):
+    elif service in ("web", "ingest", "api", "analytics"):
         app = build_http_app(settings, service)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     else:

@@ -113,6 +113,12 @@ class Settings(BaseModel):
         description="Port serving /metrics for services without an HTTP server (processor, sinks); 0 = off.",
     )
     host: str = Field(default="127.0.0.1", alias="HOST", description="HTTP bind address.")
+    api_upstream: str | None = Field(
+        default=None,
+        alias="REVSTREAM_API_UPSTREAM",
+        description="For `run ingest`: forward every request ingest does not serve (the query API, /docs) "
+        "to this analytics process (http://127.0.0.1:PORT). `revstream up` sets it; unset: 404.",
+    )
     data_dir: Path = Field(
         default=Path(".revstream"),
         alias="REVSTREAM_DATA_DIR",

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from ingest.publisher import KafkaRawPublisher
 from ingest.stripe_backfill import MAX_PAGE_SIZE, BackfillError, CursorFile, StripeEventsBackfill
 from revstream.settings import Settings, SettingsError
-from revstream.wiring import make_broker, topics_for
+from revstream.wiring import make_producer, topics_for
 
 
 def parse_since(value: str, now: float | None = None) -> int:
@@ -46,17 +46,20 @@ async def _run(settings: Settings, since: int, restart: bool, page_size: int) ->
         base_addresses={"api": settings.stripe_api_base},
         max_network_retries=2,  # connection errors and 5xx; 429s are handled (and shown) by the backfill
     )
-    broker = make_broker(settings, "backfill-stripe")
+    publisher = KafkaRawPublisher(
+        lambda: make_producer(settings, "backfill-stripe"),
+        topics_for(settings).raw,
+        settings.publish_timeout_ms / 1000,
+    )
     try:
-        await broker.start()
+        await publisher.start()
     except KafkaError as exc:
-        await broker.stop()
+        await publisher.stop()
         _progress(
             f"cannot reach Kafka at {settings.kafka_bootstrap_servers} ({type(exc).__name__}); nothing published"
         )
         return 1
     try:
-        publisher = KafkaRawPublisher(broker, topics_for(settings).raw, settings.publish_timeout_ms / 1000)
         cursors = CursorFile(settings.resolved_data_dir / "backfill" / f"stripe-since-{since}.json")
         backfill = StripeEventsBackfill(
             client=client,
@@ -72,7 +75,7 @@ async def _run(settings: Settings, since: int, restart: bool, page_size: int) ->
         _progress(f"stopped: {exc}")
         return 1
     finally:
-        await broker.stop()
+        await publisher.stop()
 
 
 def backfill_stripe(

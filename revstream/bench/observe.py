@@ -153,7 +153,15 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def find_service_pids(
-    services: tuple[str, ...] = ("web", "ingest", "api", "processor", "sink-postgres", "sink-clickhouse"),
+    services: tuple[str, ...] = (
+        "web",
+        "ingest",
+        "api",
+        "analytics",
+        "processor",
+        "sink-postgres",
+        "sink-clickhouse",
+    ),
 ) -> dict[str, int]:
     """PIDs of `revstream run <service>` processes on this machine (for --url runs)."""
     found: dict[str, int] = {}

@@ -1,7 +1,7 @@
 """`revstream bench`: the phases and the report.
 
 1. The pipeline: the one at --url, or the embedded default started here in a temporary
-   directory (Kafka, PostgreSQL, web + processor + sink-postgres, exactly as `revstream up`).
+   directory (Kafka, PostgreSQL, ingest + analytics + processor + sink-postgres, as `revstream up`).
 2. --backlog N: N raw envelopes produced straight into Kafka, then the time until the processor
    and both sinks have committed all of them (embedded: produced before the processor starts).
 3. Baseline: the same server stack answering 200 with no work, hit by the same generator; its
@@ -41,7 +41,8 @@ from revstream.bench.observe import (
     ledger_payments,
     peak_rss_mb,
 )
-from revstream.bench.stack import BenchStack, free_port
+from revstream.bench.stack import BenchStack
+from revstream.localservices import free_port
 from revstream.wiring import GROUP_PROCESSOR, GROUP_SINK_CLICKHOUSE, GROUP_SINK_POSTGRES
 from schemas.topics import Topics
 
@@ -233,7 +234,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             report["backlog"] = args.backlog
             report["backlog_produce_per_s"] = round(args.backlog / produce_s, 1)
             if stack is not None:
-                stack.start("web", "sink-postgres")
+                stack.start("ingest", "analytics", "sink-postgres")
             probe = TotalsProbe(target.api_url, probe_extra)
             sampler = _start_sampler(target, probe)
             if stack is not None:
@@ -273,7 +274,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 report["drain_per_s"] = None
             say(f"backlog drained at {report['drain_per_s']} events/s")
         elif stack is not None:
-            stack.start("web", "processor", "sink-postgres")
+            stack.start("ingest", "analytics", "processor", "sink-postgres")
 
         # --- baseline and the generator's ceiling --------------------------------------------------
         baseline_plan = events.plan(run + "z", min(args.count, args.baseline_count), 0.0, False)

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from revstream.embedded import Supervisor
+from revstream.localservices import free_port
 from revstream.localservices.kafka import LocalKafka, create_topics, ensure_kafka_jars
 from revstream.localservices.postgres import LocalPostgres
 from revstream.settings import Settings
 from revstream.wiring import topics_for
 from sinks.postgres.migrations import apply_migrations
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class BenchStack:
@@ -76,11 +69,11 @@ class BenchStack:
         }
 
     def start(self, *names: str) -> None:
-        """Start pipeline children (web, processor, sink-postgres) as `revstream up` does."""
+        """Start pipeline children (ingest + analytics, processor, sink-postgres) as `revstream up` does."""
         for name in names:
             self.supervisor._spawn(name, self.env)  # noqa: SLF001 - the same spawn as `up`
-        if "web" in names:
-            self.supervisor._wait_healthy(self.url)  # noqa: SLF001
+        if "ingest" in names:
+            self.supervisor.wait_healthy()
 
     def pids(self) -> dict[str, int]:
         found = {name: child.pid for name, child in self.supervisor.children.items() if child.poll() is None}

@@ -8,7 +8,7 @@ import socket
 from collections import deque
 from pathlib import Path
 
-__all__ = ["LocalServiceError", "log_tail", "pid_alive", "port_in_use"]
+__all__ = ["LocalServiceError", "free_port", "log_tail", "pid_alive", "port_in_use"]
 
 LOG_TAIL_LINES = 40
 
@@ -56,6 +56,13 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
                 return True
             raise
     return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def pid_alive(pid: int) -> bool:

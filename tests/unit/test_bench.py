@@ -14,7 +14,7 @@ from processors.revenue.stripe_events import derive_stripe_event
 from revstream.bench import events
 from revstream.bench.loadgen import _response_length, run_load
 from revstream.bench.run import percentile
-from revstream.bench.stack import free_port
+from revstream.localservices import free_port
 
 
 def test_plan_has_the_asked_duplicates_and_every_event() -> None:
