@@ -5,11 +5,14 @@
 - PostgreSQL: the bench's ledger rows (exact ids, for the lost / double-counted check).
 - Kafka: each consumer group's committed offsets (throughput per stage, and "drained" = lag 0).
 - /proc/<pid>/status VmHWM: the peak resident set of each service process.
+- /proc/<pid>/stat: CPU time of each service's process tree, so each phase reports microseconds
+  of CPU per event per service. Unlike rates, that figure barely moves when the machine is shared.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -150,6 +153,53 @@ def peak_rss_mb(pid: int) -> float | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def _parent_pids() -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # field 4 (ppid) follows the parenthesised command name, which may contain spaces
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return parents
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each named process and its descendants (PostgreSQL's backends
+    are children of the postmaster; the Kafka JVM's threads are counted in its own figure)."""
+    parents = _parent_pids()
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    used = {}
+    for name, root in pids.items():
+        tree, total = [root], 0.0
+        while tree:
+            pid = tree.pop()
+            total += _cpu_s(pid)
+            tree.extend(children.get(pid, ()))
+        used[name] = total
+    return used
+
+
+def cpu_us_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """Microseconds of CPU per event for each process between two cpu_seconds() readings."""
+    per_event = {
+        name: round((after[name] - before.get(name, 0.0)) / max(1, events) * 1e6, 1) for name in sorted(after)
+    }
+    per_event["total"] = round(sum(per_event.values()), 1)
+    return per_event
 
 
 def find_service_pids(

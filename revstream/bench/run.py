@@ -36,6 +36,8 @@ from revstream.bench.loadgen import LoadResult, run_load
 from revstream.bench.observe import (
     Sampler,
     TotalsProbe,
+    cpu_seconds,
+    cpu_us_per_event,
     find_service_pids,
     ledger_count,
     ledger_payments,
@@ -148,6 +150,12 @@ def _wait_caught_up(
     return False
 
 
+def _pids(target: Target) -> dict[str, int]:
+    """The pipeline's processes: the embedded stack's (Kafka and PostgreSQL included), or the
+    `revstream run` services found on this machine for --url."""
+    return target.stack.pids() if target.stack is not None else find_service_pids()
+
+
 def _start_sampler(target: Target, probe: TotalsProbe) -> Sampler:
     sampler = Sampler(probe, probe.gross(), target.bootstrap, target.groups if target.bootstrap else {})
     sampler.start()
@@ -239,12 +247,17 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             sampler = _start_sampler(target, probe)
             if stack is not None:
                 time.sleep(1)  # the sinks' consumers join their groups before the processor starts
+            cpu_before = cpu_seconds(_pids(target))
+            if stack is not None:
                 stack.start("processor")
             runs.append(backlog_run)
             expected_visible += args.backlog
             caught_up = _wait_caught_up(
                 sampler, target, args.backlog, [backlog_run], args.backlog, args.timeout
             )
+            report["cpu_us_per_event"] = {
+                "drain": cpu_us_per_event(cpu_before, cpu_seconds(_pids(target)), args.backlog)
+            }
             sampler.stop()
             rates = _stage_rates(sampler)
             report["drain_caught_up"] = caught_up
@@ -301,6 +314,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
         probe = TotalsProbe(target.api_url, probe_extra)
         sampler = _start_sampler(target, probe)
+        cpu_before = cpu_seconds(_pids(target))
         load = run_load(
             requests,
             host,
@@ -321,6 +335,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         runs.append(webhook_run)
         caught_up = _wait_caught_up(
             sampler, target, len(first_ack), [webhook_run], len(first_ack), args.timeout
+        )
+        report.setdefault("cpu_us_per_event", {})["webhooks"] = cpu_us_per_event(
+            cpu_before, cpu_seconds(_pids(target)), len(load.status)
         )
         sampler.stop()
 
@@ -382,8 +399,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         report["double_counted"] = max(0, double)
 
         # --- memory ----------------------------------------------------------------------------------
-        pids = stack.pids() if stack is not None else find_service_pids()
-        report["peak_rss_mb"] = {name: peak_rss_mb(pid) for name, pid in sorted(pids.items())}
+        report["peak_rss_mb"] = {name: peak_rss_mb(pid) for name, pid in sorted(_pids(target).items())}
         report["machine"] = {"cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}
         failed = report["lost"] != 0 or report["double_counted"] != 0 or not caught_up
         return report
@@ -423,6 +439,11 @@ def render(report: dict[str, Any]) -> str:
             f"(per group: {', '.join(f'{g} {_fmt(r)}' for g, r in rates.items())}); produced at "
             f"{_fmt(report['backlog_produce_per_s'], '/s')}"
         )
+    for phase, label in (("webhooks", "per webhook"), ("drain", "per backlog event")):
+        used = report.get("cpu_us_per_event", {}).get(phase)
+        if used:
+            parts = ", ".join(f"{name} {us:,}" for name, us in used.items() if name != "total")
+            lines.append(f"  CPU {label:<17} {used['total']:,} us in all: {parts}")
     lines += [
         f"  peak RSS           {rss}",
         f"  correctness        lost {report['lost']}, double counted {report['double_counted']}"

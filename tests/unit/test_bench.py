@@ -1,6 +1,7 @@
 """The benchmark's pure parts and its load generator against the bare baseline server."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from ingest.stripe_webhook import read_event, verify_signature
 from processors.revenue.stripe_events import derive_stripe_event
 from revstream.bench import events
 from revstream.bench.loadgen import _response_length, run_load
+from revstream.bench.observe import cpu_seconds, cpu_us_per_event
 from revstream.bench.run import percentile
 from revstream.localservices import free_port
 
@@ -79,3 +81,31 @@ def test_load_generator_against_the_baseline_server() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_cpu_per_event_counts_a_process_and_its_children() -> None:
+    before = cpu_seconds({"me": os.getpid()})
+    # A child that burns CPU while alive: counted in its parent's tree.
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt=time.process_time()\nwhile time.process_time()-t<0.6: pass\ninput()",
+        ],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while cpu_seconds({"me": os.getpid()})["me"] - before["me"] < 0.5:
+            assert time.monotonic() < deadline, "the child's CPU time never showed in its parent's tree"
+            time.sleep(0.05)
+        after = cpu_seconds({"me": os.getpid()})
+    finally:
+        child.communicate(b"\n", timeout=10)
+    used = cpu_us_per_event(before, after, events=1000)
+    assert used["me"] >= 500 and used["total"] == used["me"]  # >= 0.5 s over 1,000 events
+    assert cpu_us_per_event({}, {"a": 0.002, "b": 0.001}, events=1) == {
+        "a": 2000.0,
+        "b": 1000.0,
+        "total": 3000.0,
+    }
