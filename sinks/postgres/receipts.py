@@ -23,7 +23,7 @@ The chain and the anchors make any later edit to a receipt detectable:
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,15 +65,65 @@ def canonical_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+RECEIPT_FIELDS = tuple(f.name for f in fields(Receipt))
+_SORTED = sorted(range(len(RECEIPT_FIELDS)), key=lambda i: RECEIPT_FIELDS[i])
+_RECORDED_AT = RECEIPT_FIELDS.index("recorded_at")
+# '{"amount_minor":%s,"change":%s,...}': the keys in sorted order, each value already JSON.
+_TEMPLATE = "{" + ",".join(f'"{RECEIPT_FIELDS[i]}":%s' for i in _SORTED) + "}"
+_json_str = json.encoder.encode_basestring_ascii  # the escaping json.dumps(ensure_ascii=True) uses
+
+
+def _json_value(value: Any) -> str:
+    """One value exactly as json.dumps(..., ensure_ascii=True) writes it; only the types a receipt
+    holds (exact str, int, bool, None), anything else raises TypeError (the caller falls back)."""
+    kind = type(value)
+    if kind is str:
+        return _json_str(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    raise TypeError(kind)
+
+
+def canonical_values(values: tuple[Any, ...], recorded_at: str | None = None) -> bytes:
+    """canonical_bytes of the receipt whose fields (in Receipt's order) are `values`, without
+    building the dataclass: the hot path of AuditTrail.record. `recorded_at` may pass
+    canonical_time(values' recorded_at) computed once per batch. Byte-identical to the json.dumps
+    encoding (tests/unit/test_audit_receipts.py checks it property-based); a value of any other
+    type than exact str, int, bool or None goes through that encoding itself."""
+    if recorded_at is None:
+        recorded_at = canonical_time(values[_RECORDED_AT])
+    try:
+        parts = tuple(
+            _json_str(recorded_at) if i == _RECORDED_AT else _json_value(values[i]) for i in _SORTED
+        )
+    except TypeError:
+        return _json_encoding(Receipt(*values))
+    return (_TEMPLATE % parts).encode("ascii")
+
+
+def _json_encoding(receipt: Receipt) -> bytes:
+    """The definition: the fields as JSON, sorted keys, compact, ASCII only."""
+    fields_: dict[str, Any] = asdict(receipt)
+    fields_["recorded_at"] = canonical_time(receipt.recorded_at)
+    return json.dumps(fields_, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+
+
 def canonical_bytes(receipt: Receipt) -> bytes:
     """The exact bytes the receipt hash covers (see the module docstring)."""
-    fields: dict[str, Any] = asdict(receipt)
-    fields["recorded_at"] = canonical_time(receipt.recorded_at)
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+    return canonical_values(tuple(getattr(receipt, name) for name in RECEIPT_FIELDS))
 
 
 def receipt_hash(receipt: Receipt) -> str:
     return hashlib.sha256(canonical_bytes(receipt)).hexdigest()
+
+
+def values_hash(values: tuple[Any, ...], recorded_at: str | None = None) -> str:
+    """receipt_hash of the receipt whose fields (in Receipt's order) are `values`."""
+    return hashlib.sha256(canonical_values(values, recorded_at)).hexdigest()
 
 
 def tree_hash(leaves: list[bytes]) -> bytes:
