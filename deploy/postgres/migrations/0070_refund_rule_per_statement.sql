@@ -7,8 +7,11 @@
 -- statement saw that state as well). Payments are locked in key order, so two writers of
 -- overlapping payments never wait on each other in a cycle; the first payment (in key order)
 -- that breaks the rule is the one named.
+-- enable_seqscan off: the ledger is always probed by payment key (revenue_ledger_payment_idx). The
+-- planner cannot know how many rows a transition table holds, and with stale statistics (a young or
+-- fast-growing ledger) it chose a hash join over a full scan of the ledger for every statement.
 CREATE FUNCTION revenue_ledger_refunds_within_charge_stmt() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     bad record;
 BEGIN
