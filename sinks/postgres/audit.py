@@ -62,9 +62,9 @@ def order_state_columns(prefix: str = "") -> str:
 
 # One round trip for the snapshot before the writes.
 STATE = (
-    f"SELECT {LEDGER_STATE_COLUMNS} FROM revenue_ledger WHERE record_id = ANY(%s::text[]) "
+    f"SELECT {LEDGER_STATE_COLUMNS} FROM revenue_ledger WHERE record_id = ANY(%b::text[]) "
     f"UNION ALL SELECT {order_state_columns()} FROM orders "
-    "WHERE order_id = ANY(%s::text[]) OR payment_key = ANY(%s::text[])"
+    "WHERE order_id = ANY(%b::text[]) OR payment_key = ANY(%b::text[])"
 )
 RECEIPT_COLUMNS = (
     "seq",

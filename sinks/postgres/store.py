@@ -141,7 +141,7 @@ FROM (
            COALESCE(BOOL_OR(l.kind = 'dispute' AND l.status NOT IN
                             ('won', 'funds_reinstated', 'warning_closed', 'charge_refunded')), false)
                AS disputed
-    FROM unnest(%s::text[]) AS k(payment_key)
+    FROM unnest(%b::text[]) AS k(payment_key)
     LEFT JOIN revenue_ledger AS l ON l.payment_key = k.payment_key
     GROUP BY k.payment_key
 ) AS r
