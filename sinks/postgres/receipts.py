@@ -66,43 +66,55 @@ def canonical_time(value: datetime) -> str:
 
 
 RECEIPT_FIELDS = tuple(f.name for f in fields(Receipt))
-_SORTED = sorted(range(len(RECEIPT_FIELDS)), key=lambda i: RECEIPT_FIELDS[i])
 _RECORDED_AT = RECEIPT_FIELDS.index("recorded_at")
-# '{"amount_minor":%s,"change":%s,...}': the keys in sorted order, each value already JSON.
-_TEMPLATE = "{" + ",".join(f'"{RECEIPT_FIELDS[i]}":%s' for i in _SORTED) + "}"
 _json_str = json.encoder.encode_basestring_ascii  # the escaping json.dumps(ensure_ascii=True) uses
-
-
-def _json_value(value: Any) -> str:
-    """One value exactly as json.dumps(..., ensure_ascii=True) writes it; only the types a receipt
-    holds (exact str, int, bool, None), anything else raises TypeError (the caller falls back)."""
-    kind = type(value)
-    if kind is str:
-        return _json_str(value)
-    if kind is int:
-        return int.__repr__(value)
-    if kind is bool:
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    raise TypeError(kind)
+_LITERAL = {True: "true", False: "false", None: "null"}
+_UNPACKED = (  # canonical_values unpacks the fields in this order: it must be Receipt's
+    "seq", "record_type", "record_id", "version", "change", "kind", "entity", "livemode", "amount_minor",
+    "currency", "counted", "status", "refunded_minor", "source_event_id", "recorded_at", "prev_hash",
+)  # fmt: skip
+assert RECEIPT_FIELDS == _UNPACKED, "Receipt changed: update canonical_values"
 
 
 def canonical_values(values: tuple[Any, ...], recorded_at: str | None = None) -> bytes:
     """canonical_bytes of the receipt whose fields (in Receipt's order) are `values`, without
     building the dataclass: the hot path of AuditTrail.record. `recorded_at` may pass
     canonical_time(values' recorded_at) computed once per batch. Byte-identical to the json.dumps
-    encoding (tests/unit/test_audit_receipts.py checks it property-based); a value of any other
-    type than exact str, int, bool or None goes through that encoding itself."""
+    encoding (tests/unit/test_receipt_encoding.py checks it property-based): when every value has
+    exactly the type a receipt holds (str, int, bool, None where allowed) the keys are written in
+    sorted order with each value as json.dumps writes it; anything else goes through json.dumps."""
     if recorded_at is None:
         recorded_at = canonical_time(values[_RECORDED_AT])
-    try:
-        parts = tuple(
-            _json_str(recorded_at) if i == _RECORDED_AT else _json_value(values[i]) for i in _SORTED
-        )
-    except TypeError:
+    (
+        seq, record_type, record_id, version, change, kind, entity, livemode, amount_minor, currency,
+        counted, status, refunded_minor, source_event_id, _, prev_hash,
+    ) = values  # fmt: skip
+    if not (
+        type(seq) is int
+        and type(version) is int
+        and type(amount_minor) is int
+        and (refunded_minor is None or type(refunded_minor) is int)
+        and type(livemode) is bool
+        and (counted is None or type(counted) is bool)
+        and type(record_type) is str
+        and type(record_id) is str
+        and type(change) is str
+        and type(kind) is str
+        and type(entity) is str
+        and type(currency) is str
+        and type(status) is str
+        and type(source_event_id) is str
+        and type(prev_hash) is str
+    ):
         return _json_encoding(Receipt(*values))
-    return (_TEMPLATE % parts).encode("ascii")
+    j = _json_str
+    return (
+        f'{{"amount_minor":{amount_minor},"change":{j(change)},"counted":{_LITERAL[counted]},'
+        f'"currency":{j(currency)},"entity":{j(entity)},"kind":{j(kind)},"livemode":{_LITERAL[livemode]},'
+        f'"prev_hash":{j(prev_hash)},"record_id":{j(record_id)},"record_type":{j(record_type)},'
+        f'"recorded_at":{j(recorded_at)},"refunded_minor":{_LITERAL[None] if refunded_minor is None else refunded_minor},'
+        f'"seq":{seq},"source_event_id":{j(source_event_id)},"status":{j(status)},"version":{version}}}'
+    ).encode("ascii")
 
 
 def _json_encoding(receipt: Receipt) -> bytes:
