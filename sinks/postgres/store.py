@@ -55,14 +55,19 @@ class _Columns:
     def __init__(self, model: type[BaseModel], columns: tuple[str, ...]) -> None:
         self.columns = columns
         self.types: list[str] = []
-        self._getters = []
-        for name in columns:
+        self._enums: list[int] = []  # positions of enum columns, written as their values
+        for i, name in enumerate(columns):
             kind = model.model_fields[name].annotation
             if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
                 kind = next(a for a in typing.get_args(kind) if a is not type(None))
-            enum = isinstance(kind, type) and issubclass(kind, Enum)
-            self.types.append("text" if enum else _PG_TYPES[kind])  # KeyError: map the new type here
-            self._getters.append((attrgetter(name), enum))
+            if isinstance(kind, type) and issubclass(kind, Enum):
+                self._enums.append(i)
+                self.types.append("text")
+            else:
+                self.types.append(_PG_TYPES[kind])  # KeyError: map the new type here
+        if len(columns) < 2:
+            raise ValueError("_Columns needs two columns or more (attrgetter of one is not a tuple)")
+        self._get = attrgetter(*columns)
 
     def unnest(self) -> str:
         """`SELECT * FROM unnest(%b::text[], ...)`: the rows, as many placeholders as columns."""
@@ -70,10 +75,11 @@ class _Columns:
 
     def arrays(self, records: list[Any]) -> list[list[Any]]:
         """One list per column (enums as their values), in the order of `columns`."""
-        out = []
-        for get, enum in self._getters:
-            values = [get(r) for r in records]
-            out.append([v.value for v in values] if enum else values)
+        if not records:
+            return [[] for _ in self.columns]
+        out = [list(column) for column in zip(*map(self._get, records), strict=True)]
+        for i in self._enums:
+            out[i] = [v.value for v in out[i]]
         return out
 
 
