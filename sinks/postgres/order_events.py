@@ -31,7 +31,7 @@ SELECT o.order_id || t.suffix, t.event_type, o.order_id, o.entity, o.livemode, o
        o.customer_id, o.customer_email, o.amount_minor, o.refunded_minor, o.currency
 FROM orders AS o
 CROSS JOIN (VALUES (':paid', 'order.paid'), (':refunded', 'order.refunded')) AS t(suffix, event_type)
-WHERE o.payment_key = ANY(%s::text[])
+WHERE o.payment_key = ANY(%b::text[])
   AND (t.event_type = 'order.paid' OR o.status = 'refunded')
 ORDER BY t.event_type
 ON CONFLICT (event_id) DO NOTHING

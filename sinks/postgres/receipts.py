@@ -23,7 +23,7 @@ The chain and the anchors make any later edit to a receipt detectable:
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,15 +65,77 @@ def canonical_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+RECEIPT_FIELDS = tuple(f.name for f in fields(Receipt))
+_RECORDED_AT = RECEIPT_FIELDS.index("recorded_at")
+_json_str = json.encoder.encode_basestring_ascii  # the escaping json.dumps(ensure_ascii=True) uses
+_LITERAL = {True: "true", False: "false", None: "null"}
+_UNPACKED = (  # canonical_values unpacks the fields in this order: it must be Receipt's
+    "seq", "record_type", "record_id", "version", "change", "kind", "entity", "livemode", "amount_minor",
+    "currency", "counted", "status", "refunded_minor", "source_event_id", "recorded_at", "prev_hash",
+)  # fmt: skip
+assert RECEIPT_FIELDS == _UNPACKED, "Receipt changed: update canonical_values"
+
+
+def canonical_values(values: tuple[Any, ...], recorded_at: str | None = None) -> bytes:
+    """canonical_bytes of the receipt whose fields (in Receipt's order) are `values`, without
+    building the dataclass: the hot path of AuditTrail.record. `recorded_at` may pass
+    canonical_time(values' recorded_at) computed once per batch. Byte-identical to the json.dumps
+    encoding (tests/unit/test_receipt_encoding.py checks it property-based): when every value has
+    exactly the type a receipt holds (str, int, bool, None where allowed) the keys are written in
+    sorted order with each value as json.dumps writes it; anything else goes through json.dumps."""
+    if recorded_at is None:
+        recorded_at = canonical_time(values[_RECORDED_AT])
+    (
+        seq, record_type, record_id, version, change, kind, entity, livemode, amount_minor, currency,
+        counted, status, refunded_minor, source_event_id, _, prev_hash,
+    ) = values  # fmt: skip
+    if not (
+        type(seq) is int
+        and type(version) is int
+        and type(amount_minor) is int
+        and (refunded_minor is None or type(refunded_minor) is int)
+        and type(livemode) is bool
+        and (counted is None or type(counted) is bool)
+        and type(record_type) is str
+        and type(record_id) is str
+        and type(change) is str
+        and type(kind) is str
+        and type(entity) is str
+        and type(currency) is str
+        and type(status) is str
+        and type(source_event_id) is str
+        and type(prev_hash) is str
+    ):
+        return _json_encoding(Receipt(*values))
+    j = _json_str
+    return (
+        f'{{"amount_minor":{amount_minor},"change":{j(change)},"counted":{_LITERAL[counted]},'
+        f'"currency":{j(currency)},"entity":{j(entity)},"kind":{j(kind)},"livemode":{_LITERAL[livemode]},'
+        f'"prev_hash":{j(prev_hash)},"record_id":{j(record_id)},"record_type":{j(record_type)},'
+        f'"recorded_at":{j(recorded_at)},"refunded_minor":{_LITERAL[None] if refunded_minor is None else refunded_minor},'
+        f'"seq":{seq},"source_event_id":{j(source_event_id)},"status":{j(status)},"version":{version}}}'
+    ).encode("ascii")
+
+
+def _json_encoding(receipt: Receipt) -> bytes:
+    """The definition: the fields as JSON, sorted keys, compact, ASCII only."""
+    fields_: dict[str, Any] = asdict(receipt)
+    fields_["recorded_at"] = canonical_time(receipt.recorded_at)
+    return json.dumps(fields_, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+
+
 def canonical_bytes(receipt: Receipt) -> bytes:
     """The exact bytes the receipt hash covers (see the module docstring)."""
-    fields: dict[str, Any] = asdict(receipt)
-    fields["recorded_at"] = canonical_time(receipt.recorded_at)
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
+    return canonical_values(tuple(getattr(receipt, name) for name in RECEIPT_FIELDS))
 
 
 def receipt_hash(receipt: Receipt) -> str:
     return hashlib.sha256(canonical_bytes(receipt)).hexdigest()
+
+
+def values_hash(values: tuple[Any, ...], recorded_at: str | None = None) -> str:
+    """receipt_hash of the receipt whose fields (in Receipt's order) are `values`."""
+    return hashlib.sha256(canonical_values(values, recorded_at)).hexdigest()
 
 
 def tree_hash(leaves: list[bytes]) -> bytes:

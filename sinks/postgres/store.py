@@ -12,20 +12,25 @@ Guarantees:
 """
 
 import logging
+import types
+import typing
+from datetime import datetime
 from enum import Enum
+from operator import attrgetter
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.errors import CheckViolation
 from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
 
 from schemas.revenue import DerivedEvent, EventState, OrderRecord, RevenueRecord, WebhookEventRecord
-from sinks.postgres.audit import AuditTrail
+from sinks.postgres.audit import LEDGER_STATE_COLUMNS, AuditTrail, order_state_columns
 from sinks.postgres.order_events import RECORD_ORDER_EVENTS
 from sinks.postgres.subscriptions import write_subscriptions
 
 log = logging.getLogger("revstream.sinks.postgres")
-REFUND_LIMIT = "refunds_within_charge"  # the database rule's name (migration 0002)
+REFUND_LIMIT = "refunds_within_charge"  # the database rule's name (migrations 0002, 0070)
 
 _EVENT_COLUMNS = (
     "source",
@@ -40,17 +45,76 @@ _EVENT_COLUMNS = (
 )
 _LEDGER_COLUMNS = tuple(RevenueRecord.model_fields)
 _ORDER_COLUMNS = tuple(OrderRecord.model_fields)
+_PG_TYPES: dict[Any, str] = {str: "text", int: "bigint", bool: "boolean", datetime: "timestamptz"}
 
 
-def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...], guard: str | None) -> str:
+class _Columns:
+    """A model's fields as PostgreSQL arrays: a batch is written by one INSERT ... SELECT FROM
+    unnest(...) (one statement, one plan, one trigger call per table) instead of one per row."""
+
+    def __init__(self, model: type[BaseModel], columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        self.types: list[str] = []
+        self._enums: list[int] = []  # positions of enum columns, written as their values
+        for i, name in enumerate(columns):
+            kind = model.model_fields[name].annotation
+            if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+                kind = next(a for a in typing.get_args(kind) if a is not type(None))
+            if isinstance(kind, type) and issubclass(kind, Enum):
+                self._enums.append(i)
+                self.types.append("text")
+            else:
+                self.types.append(_PG_TYPES[kind])  # KeyError: map the new type here
+        if len(columns) < 2:
+            raise ValueError("_Columns needs two columns or more (attrgetter of one is not a tuple)")
+        self._get = attrgetter(*columns)
+
+    def unnest(self) -> str:
+        """`SELECT * FROM unnest(%b::text[], ...)`: the rows, as many placeholders as columns."""
+        return "SELECT * FROM unnest(" + ", ".join(f"%b::{t}[]" for t in self.types) + ")"
+
+    def arrays(self, records: list[Any]) -> list[list[Any]]:
+        """One list per column (enums as their values), in the order of `columns`."""
+        if not records:
+            return [[] for _ in self.columns]
+        out = [list(column) for column in zip(*map(self._get, records), strict=True)]
+        for i in self._enums:
+            out[i] = [v.value for v in out[i]]
+        return out
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _row(model: Any, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(_plain(getattr(model, c)) for c in columns)
+
+
+EVENTS = _Columns(WebhookEventRecord, _EVENT_COLUMNS)
+LEDGER = _Columns(RevenueRecord, _LEDGER_COLUMNS)
+ORDERS = _Columns(OrderRecord, _ORDER_COLUMNS)
+
+
+def _upsert(
+    table: str, table_columns: _Columns, key: tuple[str, ...], guard: str, returning: str = ""
+) -> str:
+    columns = table_columns.columns
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
-    where = f" WHERE {table}.{guard} < EXCLUDED.{guard}" if guard else ""
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, updated_at = now(){where}"
+        f"INSERT INTO {table} ({', '.join(columns)}) {table_columns.unnest()} "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, updated_at = now() "
+        f"WHERE {table}.{guard} < EXCLUDED.{guard}" + (f" RETURNING {returning}" if returning else "")
     )
 
 
+UPSERT_EVENTS = (
+    f"INSERT INTO webhook_events ({', '.join(_EVENT_COLUMNS)}) {EVENTS.unnest()} "
+    "ON CONFLICT (source, provider_event_id) DO UPDATE SET "
+    "state = EXCLUDED.state, error = EXCLUDED.error, event_created_at = EXCLUDED.event_created_at, "
+    "processed_at = now()"
+)
+# The one-row form, for recording a refused event on the slow path.
 UPSERT_EVENT = (
     f"INSERT INTO webhook_events ({', '.join(_EVENT_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(_EVENT_COLUMNS))}) "
@@ -58,8 +122,9 @@ UPSERT_EVENT = (
     "state = EXCLUDED.state, error = EXCLUDED.error, event_created_at = EXCLUDED.event_created_at, "
     "processed_at = now()"
 )
-UPSERT_LEDGER = _upsert("revenue_ledger", _LEDGER_COLUMNS, ("record_id",), "version")
-UPSERT_ORDER = _upsert("orders", _ORDER_COLUMNS, ("order_id",), "version")
+# The ledger rows it inserted or moved forward come back as audit state (AuditTrail.written).
+UPSERT_LEDGER = _upsert("revenue_ledger", LEDGER, ("record_id",), "version", LEDGER_STATE_COLUMNS)
+UPSERT_ORDERS = _upsert("orders", ORDERS, ("order_id",), "version")
 
 # An order's refund state is derived from the ledger, never accumulated, so re-applying it is harmless.
 # Refunds: max(listed / refund.* refunds, the charges' own refunded totals) (see RevenueKind).
@@ -82,20 +147,12 @@ FROM (
            COALESCE(BOOL_OR(l.kind = 'dispute' AND l.status NOT IN
                             ('won', 'funds_reinstated', 'warning_closed', 'charge_refunded')), false)
                AS disputed
-    FROM unnest(%s::text[]) AS k(payment_key)
+    FROM unnest(%b::text[]) AS k(payment_key)
     LEFT JOIN revenue_ledger AS l ON l.payment_key = k.payment_key
     GROUP BY k.payment_key
 ) AS r
 WHERE o.payment_key = r.payment_key
-"""
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, Enum) else value
-
-
-def _row(model: Any, columns: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(_plain(getattr(model, c)) for c in columns)
+RETURNING """ + order_state_columns("o.")
 
 
 def _newest(records: list[Any], key: str) -> list[Any]:
@@ -112,18 +169,22 @@ async def _write(cur: AsyncCursor[Any], batch: list[DerivedEvent]) -> None:
     """Everything a batch of derived events implies, inside the caller's transaction."""
     events: dict[tuple[str, str], WebhookEventRecord] = {}
     for derived in batch:
-        events[(derived.event.source.value, derived.event.provider_event_id)] = derived.event
+        events[(derived.event.source.value, derived.event.provider_event_id)] = derived.event  # last wins
     ledger = _newest([r for d in batch for r in d.revenue], "record_id")
     orders = _newest([o for d in batch for o in d.orders], "order_id")
     touched = sorted({r.payment_key for r in ledger} | {o.payment_key for o in orders})
     audit = await AuditTrail.begin(cur, ledger, orders)  # locks the chain: one writer at a time
-    await cur.executemany(UPSERT_EVENT, [_row(e, _EVENT_COLUMNS) for e in events.values()])
+    # Each statement gets each key once (ON CONFLICT cannot touch a row twice), in key order (one
+    # lock order for every writer of these rows, the raw archive included).
+    await cur.execute(UPSERT_EVENTS, EVENTS.arrays([events[k] for k in sorted(events)]))
     if ledger:
-        await cur.executemany(UPSERT_LEDGER, [_row(r, _LEDGER_COLUMNS) for r in ledger])
+        await cur.execute(UPSERT_LEDGER, LEDGER.arrays(ledger))
+        audit.written(await cur.fetchall())  # the rows it inserted or moved forward
     if orders:
-        await cur.executemany(UPSERT_ORDER, [_row(o, _ORDER_COLUMNS) for o in orders])
+        await cur.execute(UPSERT_ORDERS, ORDERS.arrays(orders))
     if touched:
         await cur.execute(REFRESH_ORDER_REFUNDS, (touched,))
+        audit.written(await cur.fetchall())  # every order of these payments, the upserted ones included
         await cur.execute(RECORD_ORDER_EVENTS, (touched,))
     await write_subscriptions(cur, batch)  # same transaction: all or nothing
     await audit.record(cur)  # receipts for what changed, committed with the change

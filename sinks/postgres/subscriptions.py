@@ -60,16 +60,16 @@ UPSERT_STATE = (
     + ", updated_at = now()"
 )
 INSERT_MOVEMENT = _insert("mrr_movements", _MOVEMENT_COLUMNS)
-DELETE_MOVEMENTS = "DELETE FROM mrr_movements WHERE subscription_key = ANY(%s)"
+DELETE_MOVEMENTS = "DELETE FROM mrr_movements WHERE subscription_key = ANY(%b::text[])"
 SELECT_HISTORY = (
     f"SELECT {', '.join(_SNAPSHOT_COLUMNS)} FROM subscription_snapshots "
-    "WHERE subscription_key = ANY(%s) ORDER BY subscription_key, version, source_event_id"
+    "WHERE subscription_key = ANY(%b::text[]) ORDER BY subscription_key, version, source_event_id"
 )
 # Locks in ascending hash order (the sorted subquery feeds the outer call row by row), so two
 # transactions touching overlapping subscriptions never wait on each other in a cycle.
 LOCK_SUBSCRIPTIONS = (
     "SELECT pg_advisory_xact_lock(h) FROM "
-    "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(%s::text[]) AS k ORDER BY h) AS locks"
+    "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(%b::text[]) AS k ORDER BY h) AS locks"
 )
 # Derived from subscription_invoices every time, never accumulated: re-applying it is harmless.
 REFRESH_LATEST_INVOICE = """
@@ -78,7 +78,7 @@ SET latest_invoice_id = i.invoice_id, latest_invoice_status = i.status
 FROM (
     SELECT DISTINCT ON (subscription_key) subscription_key, invoice_id, status
     FROM subscription_invoices
-    WHERE subscription_key = ANY(%s)
+    WHERE subscription_key = ANY(%b::text[])
     ORDER BY subscription_key, version DESC, source_event_id DESC
 ) AS i
 WHERE s.subscription_key = i.subscription_key

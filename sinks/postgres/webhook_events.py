@@ -17,10 +17,13 @@ from pydantic import ValidationError
 
 from schemas.envelope import RawEnvelope
 
+# A batch in one statement (one array per column), each key once, in key order.
 ARCHIVE = """
 INSERT INTO webhook_events
     (source, provider_event_id, event_type, entity, livemode, received_at, state, raw_envelope, attempts)
-VALUES (%s, %s, %s, %s, %s, %s, 'received', %s, 1)
+SELECT source, provider_event_id, event_type, entity, livemode, received_at, 'received', raw_envelope, 1
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::boolean[], %b::timestamptz[], %b::bytea[])
+    AS a(source, provider_event_id, event_type, entity, livemode, received_at, raw_envelope)
 ON CONFLICT (source, provider_event_id) DO UPDATE
 SET raw_envelope = EXCLUDED.raw_envelope
 WHERE webhook_events.raw_envelope IS NULL
@@ -45,40 +48,45 @@ class RawArchive:
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
-        self._buffer: dict[tuple[str, str], RawEnvelope] = {}
+        self._buffer: dict[tuple[str, str], tuple[RawEnvelope, bytes]] = {}
 
     @staticmethod
-    def decode(body: bytes) -> RawEnvelope | None:
-        """Not an envelope: None. The processor dead-letters those; the archive skips them rather
-        than stalling on a message it can never store."""
+    def decode(body: bytes) -> tuple[RawEnvelope, bytes] | None:
+        """The envelope and the bytes to archive, or None if not an envelope: the processor
+        dead-letters those; the archive skips them rather than stalling on a message it can never
+        store. An original delivery (replay 0) is archived as the bytes it came in, validated; an
+        operator's replay as the same envelope with replay 0 (the archive keeps originals)."""
         try:
-            return RawEnvelope.from_bytes(body)
+            envelope = RawEnvelope.from_bytes(body)
         except ValidationError:
             return None
+        if envelope.replay:
+            return envelope, envelope.model_copy(update={"replay": 0}).to_bytes()
+        return envelope, body
 
-    def add(self, envelope: RawEnvelope | None) -> None:
-        if envelope is not None:
-            self._buffer.setdefault((envelope.source.value, envelope.provider_event_id), envelope)
+    def add(self, decoded: tuple[RawEnvelope, bytes] | None) -> None:
+        if decoded is not None:
+            envelope = decoded[0]
+            self._buffer.setdefault((envelope.source.value, envelope.provider_event_id), decoded)
 
     async def flush(self) -> int:
         try:
             if not self._buffer:
                 return 0
-            rows = [
-                (
-                    e.source.value,
-                    e.provider_event_id,
-                    e.event_type,
-                    e.entity,
-                    e.livemode,
-                    e.received_at,
-                    e.model_copy(update={"replay": 0}).to_bytes(),
-                )
-                for e in self._buffer.values()
+            # One lock order with the state store (store.py): by (source, provider_event_id).
+            archived = [self._buffer[key] for key in sorted(self._buffer)]
+            columns = [
+                [e.source.value for e, _ in archived],
+                [e.provider_event_id for e, _ in archived],
+                [e.event_type for e, _ in archived],
+                [e.entity for e, _ in archived],
+                [e.livemode for e, _ in archived],
+                [e.received_at for e, _ in archived],
+                [raw for _, raw in archived],
             ]
             async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(ARCHIVE, rows)
-            return len(rows)
+                await cur.execute(ARCHIVE, columns)
+            return len(archived)
         finally:
             self._buffer.clear()
 
