@@ -19,7 +19,14 @@ from processors.anomalies.consumer import register_anomaly_processor, relay_aler
 from processors.anomalies.store import AnomalyStore
 from processors.summaries.store import SummaryScheduler
 from revstream.settings import Settings, SettingsError
-from revstream.wiring import group_for, make_broker, require_database, topics_for
+from revstream.wiring import (
+    FETCH_MIN_BYTES,
+    fetch_max_wait_ms,
+    group_for,
+    make_broker,
+    require_database,
+    topics_for,
+)
 from sinks.clickhouse.alerts import register_alert_history_sink
 from sinks.clickhouse.client import ClickHouse
 from sinks.slack.outbox import Outbox
@@ -81,6 +88,8 @@ async def _run_anomalies(settings: Settings) -> None:
         pool=pool,
         batch_size=settings.sink_batch_size,
         flush_ms=settings.sink_flush_ms,
+        fetch_min_bytes=FETCH_MIN_BYTES,
+        fetch_max_wait_ms=fetch_max_wait_ms(settings),
     )
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.host)

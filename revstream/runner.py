@@ -42,10 +42,12 @@ from revstream.localservices.kafka import metadata_ok
 from revstream.settings import Settings, SettingsError
 from revstream.upstream import Upstream
 from revstream.wiring import (
+    FETCH_MIN_BYTES,
     GROUP_PROCESSOR,
     GROUP_RAW_ARCHIVE,
     GROUP_SINK_CLICKHOUSE,
     GROUP_SINK_POSTGRES,
+    fetch_max_wait_ms,
     group_for,
     make_broker,
     make_producer,
@@ -106,6 +108,8 @@ def _register_clickhouse_sink(broker: KafkaBroker, settings: Settings, clickhous
         store=RevenueFactsStore(clickhouse),
         batch_size=settings.sink_batch_size,
         flush_ms=settings.sink_flush_ms,
+        fetch_min_bytes=FETCH_MIN_BYTES,
+        fetch_max_wait_ms=fetch_max_wait_ms(settings),
     )
     register_alert_history(broker, settings, clickhouse)
 
@@ -256,6 +260,8 @@ async def _run_consumer(settings: Settings, service: str) -> None:
             store=PostgresStore(pool),
             batch_size=settings.sink_batch_size,
             flush_ms=settings.sink_flush_ms,
+            fetch_min_bytes=FETCH_MIN_BYTES,
+            fetch_max_wait_ms=fetch_max_wait_ms(settings),
         )
         register_sink(
             broker,
@@ -266,6 +272,8 @@ async def _run_consumer(settings: Settings, service: str) -> None:
             batch_size=settings.sink_batch_size,
             flush_ms=settings.sink_flush_ms,
             decode=RawArchive.decode,
+            fetch_min_bytes=FETCH_MIN_BYTES,
+            fetch_max_wait_ms=fetch_max_wait_ms(settings),
         )
     elif service == "sink-clickhouse":
         clickhouse = ClickHouse(settings.resolved_clickhouse_url)

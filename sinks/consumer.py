@@ -47,7 +47,11 @@ def register_sink(
     batch_size: int,
     flush_ms: int,
     decode: Callable[[bytes], Any] = DerivedEvent.from_bytes,
+    fetch_min_bytes: int = 1,
+    fetch_max_wait_ms: int = 500,
 ) -> None:
+    """fetch_*: how long the broker may hold a fetch for more data (revstream.wiring)."""
+
     @broker.subscriber(
         topic,
         group_id=group_id,
@@ -57,6 +61,8 @@ def register_sink(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=record_values,
+        fetch_min_bytes=fetch_min_bytes,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     async def write_batch(bodies: list[bytes]) -> None:
         for body in bodies:

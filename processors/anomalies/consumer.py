@@ -57,6 +57,8 @@ def register_anomaly_processor(
     pool: AsyncConnectionPool,
     batch_size: int,
     flush_ms: int,
+    fetch_min_bytes: int = 1,
+    fetch_max_wait_ms: int = 500,
 ) -> None:
     @broker.subscriber(
         events_topic,
@@ -67,6 +69,8 @@ def register_anomaly_processor(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=partition_values,
+        fetch_min_bytes=fetch_min_bytes,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     async def detect(records: list[tuple[int, bytes]]) -> None:
         batch = []
