@@ -1,8 +1,11 @@
 """Helpers shared by the per-provider derivations: money parsing, ids and event-time versions."""
 
+import json
 import zlib
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic_core import from_json
 
 TIE_SLOTS = 1000
 
@@ -15,6 +18,19 @@ def event_version(created: int, event_id: str) -> int:
     """Forward-only ordering key: event time first; events in the same `created` second are
     ordered by a hash of the event id, which is arbitrary but the same for every delivery order."""
     return created * TIE_SLOTS + zlib.crc32(event_id.encode()) % TIE_SLOTS
+
+
+def parse_json(body: bytes) -> Any:
+    """json.loads(body), about twice as fast for a typical event (pydantic-core's Rust parser).
+
+    The fast parser is only trusted when it succeeds: it refuses what it does not read exactly as
+    json.loads would (lone surrogates, a BOM, UTF-16/32, nesting past its limit), and then
+    json.loads decides, so the value and any error message are json.loads' own. Where both accept a
+    document they give equal values (fuzzed against json.loads in tests/unit/test_parse_json.py)."""
+    try:
+        return from_json(body, cache_strings="keys")
+    except ValueError:
+        return json.loads(body)
 
 
 def from_unix(seconds: int) -> datetime:

@@ -1,8 +1,6 @@
 """derive(envelope) -> DerivedEvent: the processor's whole job, as a pure function."""
 
-import json
-
-from processors.revenue.common import DerivationError, from_unix
+from processors.revenue.common import DerivationError, from_unix, parse_json
 from processors.revenue.gumroad_events import derive_gumroad
 from processors.revenue.manual_events import derive_manual_entry
 from processors.revenue.stripe_events import derive_stripe_event
@@ -24,7 +22,7 @@ def derive(envelope: RawEnvelope) -> DerivedEvent:
             revenue, orders = derive_manual_entry(envelope)
             created_at = revenue[0].occurred_at
         elif envelope.source is Source.STRIPE:
-            event = json.loads(envelope.body)
+            event = parse_json(envelope.body)
             if not isinstance(event, dict):
                 raise DerivationError("body is not a JSON object")
             ctx, (revenue, orders) = derive_stripe_event(event, envelope.entity)
