@@ -1,6 +1,7 @@
 """Processor metrics (prometheus-client conventions: units in names, _total counters, few labels)."""
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Histogram
 
@@ -43,15 +44,30 @@ class RevenueCounter:
         self._capacity = capacity
 
     def observe(self, derived: DerivedEvent) -> None:
-        for record in derived.revenue:
-            if not record.counted or record.record_id in self._seen:
-                continue
-            self._seen[record.record_id] = None
-            if len(self._seen) > self._capacity:
-                self._seen.popitem(last=False)
-            labels = (record.kind.value, record.currency, "true" if record.livemode else "false")
-            REVENUE_MINOR.labels(*labels).inc(record.amount_minor)
-            REVENUE_RECORDS.labels(*labels).inc()
+        self.observe_batch((derived,))
+
+    def observe_batch(self, batch: Iterable[DerivedEvent]) -> None:
+        """Count a batch's new records, one increment per label set (a labelled child's lookup and
+        lock cost more than the addition: per record they were ~5 % of the processor's CPU)."""
+        seen = self._seen
+        amounts: dict[tuple[str, str, str], list[int]] = {}
+        for derived in batch:
+            for record in derived.revenue:
+                if not record.counted or record.record_id in seen:
+                    continue
+                seen[record.record_id] = None
+                if len(seen) > self._capacity:
+                    seen.popitem(last=False)
+                labels = (str(record.kind), record.currency, "true" if record.livemode else "false")
+                total = amounts.get(labels)
+                if total is None:
+                    amounts[labels] = [record.amount_minor, 1]
+                else:
+                    total[0] += record.amount_minor
+                    total[1] += 1
+        for labels, (amount, records) in amounts.items():
+            REVENUE_MINOR.labels(*labels).inc(amount)
+            REVENUE_RECORDS.labels(*labels).inc(records)
 
 
 ANOMALIES_UNREADABLE = Counter(

@@ -1,15 +1,13 @@
 """derive(envelope) -> DerivedEvent: the processor's whole job, as a pure function."""
 
-import json
-
-from processors.revenue.common import DerivationError, from_unix
+from processors.revenue.common import DerivationError, from_unix, parse_json, validated
 from processors.revenue.gumroad_events import derive_gumroad
 from processors.revenue.manual_events import derive_manual_entry
 from processors.revenue.stripe_events import derive_stripe_event
 from processors.subscriptions.stripe_billing import NOTHING as NO_BILLING
 from processors.subscriptions.stripe_billing import derive_billing_event
 from schemas.envelope import RawEnvelope, Source
-from schemas.revenue import DerivedEvent, EventState, WebhookEventRecord
+from schemas.revenue import DerivedEvent, EventState
 
 
 def derive(envelope: RawEnvelope) -> DerivedEvent:
@@ -24,7 +22,7 @@ def derive(envelope: RawEnvelope) -> DerivedEvent:
             revenue, orders = derive_manual_entry(envelope)
             created_at = revenue[0].occurred_at
         elif envelope.source is Source.STRIPE:
-            event = json.loads(envelope.body)
+            event = parse_json(envelope.body)
             if not isinstance(event, dict):
                 raise DerivationError("body is not a JSON object")
             ctx, (revenue, orders) = derive_stripe_event(event, envelope.entity)
@@ -42,19 +40,21 @@ def derive(envelope: RawEnvelope) -> DerivedEvent:
         revenue, orders, state = [], [], EventState.FAILED
         billing = NO_BILLING
         error = f"{type(exc).__name__}: {exc}"[:500]
-    record = WebhookEventRecord(
-        source=envelope.source,
-        provider_event_id=envelope.provider_event_id,
-        event_type=envelope.event_type,
-        entity=envelope.entity,
-        livemode=envelope.livemode,
-        received_at=envelope.received_at,
-        event_created_at=created_at,
-        state=state,
-        error=error,
-    )
-    return DerivedEvent(
-        event=record,
+    # One validation builds the event record inside the DerivedEvent (equal to
+    # DerivedEvent(event=WebhookEventRecord(...), ...), about 1 us cheaper).
+    return validated(
+        DerivedEvent,
+        event={
+            "source": envelope.source,
+            "provider_event_id": envelope.provider_event_id,
+            "event_type": envelope.event_type,
+            "entity": envelope.entity,
+            "livemode": envelope.livemode,
+            "received_at": envelope.received_at,
+            "event_created_at": created_at,
+            "state": state,
+            "error": error,
+        },
         revenue=revenue,
         orders=orders,
         subscription_snapshots=billing.snapshots,

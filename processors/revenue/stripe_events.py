@@ -24,6 +24,7 @@ from processors.revenue.common import (
     from_unix,
     minor_units,
     object_id,
+    validated,
 )
 from processors.revenue.stripe_ledger import (
     COUNTED_REFUND_STATUSES,
@@ -94,7 +95,8 @@ def checkout_session_completed(ctx: EventContext, session: dict[str, Any]) -> De
     payment = _payment(ctx, payment_key, amount, currency, "succeeded", customer)
     if customer is None and email is None:
         return [payment], []  # anonymous: revenue, but not an order
-    order = OrderRecord(
+    order = validated(
+        OrderRecord,
         order_id=f"stripe:order:{session['id']}",
         source=Source.STRIPE,
         entity=ctx.entity,
@@ -166,7 +168,8 @@ def _refund(
     payment_key: str,
     customer: str | None,
 ) -> RevenueRecord:
-    return RevenueRecord(
+    return validated(
+        RevenueRecord,
         record_id=f"stripe:refund:{record_key}",
         kind=RevenueKind.REFUND,
         source=Source.STRIPE,

@@ -31,6 +31,7 @@ from processors.revenue.common import (
     from_unix,
     minor_units,
     object_id,
+    validated,
 )
 from schemas.envelope import Source
 from schemas.revenue import OrderRecord, RevenueKind, RevenueRecord
@@ -61,7 +62,8 @@ def ledger_record(
     customer: str | None = None,
     version: int | None = None,
 ) -> RevenueRecord:
-    return RevenueRecord(
+    return validated(
+        RevenueRecord,
         record_id=f"stripe:{kind.value}:{key}",
         kind=kind,
         source=Source.STRIPE,
