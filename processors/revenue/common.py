@@ -44,7 +44,12 @@ def parse_json(body: bytes) -> Any:
 
 
 def from_unix(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+    """A provider's unix time as UTC; a time no calendar can hold (e.g. 2**63) is a derivation
+    error for this event, never an exception that would re-deliver its batch forever."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise DerivationError(f"timestamp {seconds!r} is out of range") from None
 
 
 def minor_units(obj: dict[str, Any], field: str) -> int:

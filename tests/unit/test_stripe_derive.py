@@ -156,6 +156,20 @@ def test_zero_decimal_currency_is_kept_exact() -> None:
     assert (record.amount_minor, record.currency) == (5000, "jpy")
 
 
+@pytest.mark.parametrize("created", [2**63, -(2**62), 10**20])
+def test_a_time_no_calendar_holds_fails_the_event_instead_of_blocking_its_partition(created: int) -> None:
+    """An exception escaping derive() would re-deliver the whole batch forever."""
+    for fixture in (
+        "stripe-ruby-mock/payment_intent.succeeded__1.json",
+        "stripe-ruby-mock/charge.succeeded__1.json",
+    ):
+        event = fixture_event(fixture)
+        event["created"] = created
+        derived = derive(envelope_for(json.dumps(event).encode()))
+        assert derived.event.state is EventState.FAILED and derived.revenue == []
+        assert "out of range" in (derived.event.error or "")
+
+
 @pytest.mark.parametrize("amount", [12.5, "1000", -1, None, True])
 def test_non_integer_money_fails_the_event_instead_of_guessing(amount: object) -> None:
     event = fixture_event("stripe-ruby-mock/payment_intent.succeeded__1.json")
