@@ -248,6 +248,8 @@ async def _run_consumer(settings: Settings, service: str) -> None:
             group_for(settings, GROUP_PROCESSOR),
             settings.sink_batch_size,
             settings.sink_flush_ms,
+            fetch_min_bytes=FETCH_MIN_BYTES,
+            fetch_max_wait_ms=fetch_max_wait_ms(settings),
         )
     elif service == "sink-postgres":
         pool = AsyncConnectionPool(require_database(settings), min_size=1, max_size=4, open=False)

@@ -119,8 +119,16 @@ class RevenueProcessor:
 
 
 def register_revenue_processor(
-    broker: KafkaBroker, topics: Topics, group_id: str, batch_size: int, flush_ms: int
+    broker: KafkaBroker,
+    topics: Topics,
+    group_id: str,
+    batch_size: int,
+    flush_ms: int,
+    fetch_min_bytes: int = 1,
+    fetch_max_wait_ms: int = 500,
 ) -> RevenueProcessor:
+    """fetch_*: how long the broker may hold a fetch for more data (revstream.wiring)."""
+
     def publish(topic: str, messages: Iterable[tuple[bytes, bytes]]) -> Awaitable[None]:
         # Outputs go straight through the broker's aiokafka producer as one record batch per
         # partition (processors/kafka_batch.py): FastStream's per-message publish path cost a
@@ -141,6 +149,8 @@ def register_revenue_processor(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=record_values,
+        fetch_min_bytes=fetch_min_bytes,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     async def process_raw(bodies: list[bytes]) -> None:
         await processor.process(bodies)
