@@ -34,7 +34,12 @@ KAFKA_PORT, KAFKA_CONTROLLER_PORT, POSTGRES_PORT = 19092, 19093, 15432
 CHILDREN = ("ingest", "analytics", "processor", "sink-postgres", "anomalies", "summaries")
 # Ingest is its own process so that acknowledging a webhook never waits behind ClickHouse inserts or
 # analyst queries (one event loop, one GIL): measured in README "Performance".
-HTTP_CHILDREN = ("ingest", "analytics")
+# Everything but ingest is catch-up work: under a burst the machine's CPU goes to acknowledging
+# webhooks first (a provider that waits too long retries and may disable the endpoint), and the
+# consumers work off the backlog Kafka holds as soon as the burst leaves them room. Measured in
+# README "Performance". Kafka and PostgreSQL keep the default priority: ingest waits on Kafka.
+BACKGROUND_NICE = 10
+BACKGROUND_CHILDREN = ("analytics", "processor", "sink-postgres", "anomalies", "summaries", "slack")
 STOP_GRACE_S = 20
 
 
@@ -42,6 +47,12 @@ def _die_with_parent() -> None:
     """Children get SIGTERM if the supervisor is killed outright, so none is orphaned."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _background_child() -> None:
+    """A consumer or analytics child: dies with the supervisor, yields the CPU to ingest."""
+    _die_with_parent()
+    os.nice(BACKGROUND_NICE)
 
 
 def say(message: str) -> None:
@@ -116,7 +127,7 @@ class Supervisor:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches only the supervisor, which stops children in order
-            preexec_fn=_die_with_parent,
+            preexec_fn=_background_child if name in BACKGROUND_CHILDREN else _die_with_parent,
         )
         log_file.close()
 
