@@ -421,7 +421,7 @@ def render(report: dict[str, Any]) -> str:
         f"  webhooks           {report['requests']:,} requests ({report['unique_events']:,} distinct events), "
         f"rate {_fmt(report['rate'], '/s') if report['rate'] else 'unlimited'}, statuses {report['statuses']}",
         f"  accepted           {_fmt(report['accepted_per_s'])} requests/s",
-        f"  baseline           {_fmt(report['baseline_per_s'])} requests/s (uvicorn + starlette, 200, no work)"
+        f"  baseline           {_fmt(report['baseline_per_s'])} requests/s (same server stack, 200, no work)"
         f"  -> ingest/baseline {_fmt(report['ingest_to_baseline'])}",
         f"  generator          {gen['cpu_us_per_request']} us CPU per request = ceiling "
         f"{_fmt(gen['ceiling_per_s_per_core'])} requests/s per core ({gen['workers']} workers, "
