@@ -7,4 +7,6 @@
 - observe.py   what the pipeline has made visible (totals API, PostgreSQL, consumer offsets) and RSS
 - backlog.py   raw envelopes produced straight into Kafka, for --backlog
 - run.py       the phases and the report
+- ingest_only.py  --ingest-only: Kafka + ingest alone, ingest's own ceiling
+- stats.py     percentiles
 """

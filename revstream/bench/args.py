@@ -33,5 +33,10 @@ def add_parser(commands: Any) -> None:
     bench.add_argument(
         "--timeout", type=float, default=600, help="longest wait for the pipeline to catch up (s)"
     )
+    bench.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="only Kafka + ingest (no consumers or stores): ingest's own ceiling and CPU per request",
+    )
     bench.add_argument("--keep", action="store_true", help="keep the embedded run's data and logs")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of the report")

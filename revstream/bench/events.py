@@ -19,6 +19,9 @@ CURRENCY = "xts"  # ISO 4217's code reserved for testing: never real money
 AMOUNT_MINOR = 1999
 
 
+WEBHOOK_PATH = "/webhooks/stripe"
+
+
 def event_id(run: str, index: int) -> str:
     return f"evt_bench{run}x{index}"
 

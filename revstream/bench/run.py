@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import secrets
 import subprocess
@@ -32,6 +31,8 @@ import httpx
 from revstream.bench import events
 from revstream.bench.args import add_parser
 from revstream.bench.backlog import produce_backlog
+from revstream.bench.events import WEBHOOK_PATH
+from revstream.bench.ingest_only import bench_ingest_only, render_ingest_only
 from revstream.bench.loadgen import LoadResult, run_load
 from revstream.bench.observe import (
     Sampler,
@@ -44,11 +45,11 @@ from revstream.bench.observe import (
     peak_rss_mb,
 )
 from revstream.bench.stack import BenchStack
+from revstream.bench.stats import ms, percentile
 from revstream.localservices import free_port
 from revstream.wiring import GROUP_PROCESSOR, GROUP_SINK_CLICKHOUSE, GROUP_SINK_POSTGRES
 from schemas.topics import Topics
 
-WEBHOOK_PATH = "/webhooks/stripe"
 # During a backlog drain the totals API is read every 10th sample (2 s), offsets every 0.2 s: its
 # query reads every fact, and at a million facts polling it 5 times a second slowed the drain.
 DRAIN_PROBE_EVERY = 10
@@ -56,19 +57,6 @@ DRAIN_PROBE_EVERY = 10
 
 def say(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of unsorted values (None when empty)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = math.ceil(q / 100 * len(ordered))  # nearest rank: the smallest value with >= q % at or below it
-    return ordered[min(len(ordered) - 1, max(0, rank - 1))]
-
-
-def ms(value: float | None) -> float | None:
-    return None if value is None else round(value * 1000, 1)
 
 
 @dataclass
@@ -471,11 +459,15 @@ def render(report: dict[str, Any]) -> str:
 
 def bench_main(args: argparse.Namespace) -> int:
     try:
-        report = bench(args)
+        if args.ingest_only:
+            report = bench_ingest_only(args, say, _baseline, _progress)
+        else:
+            report = bench(args)
     except KeyboardInterrupt:
         say("interrupted: nothing was reported (the embedded pipeline, if any, was stopped)")
         return 130
-    print(json.dumps(report, indent=2) if args.json else render(report), flush=True)
+    shown = render_ingest_only(report) if args.ingest_only else render(report)
+    print(json.dumps(report, indent=2) if args.json else shown, flush=True)
     ok = report["lost"] == 0 and report["double_counted"] == 0 and report["caught_up"]
     return 0 if ok else 1
 

@@ -125,3 +125,17 @@ def test_bench_smoke_and_metrics(services: ServiceEndpoints, tmp_path: Path) -> 
         assert paid == 1999 * (270 + 200)  # 270 distinct webhook events (10% duplicates) + the backlog
     finally:
         pipeline.stop_all()
+
+
+def test_bench_ingest_only_reports_ingest_and_broker_cpu(tmp_path: Path) -> None:
+    """--ingest-only starts its own Kafka and ingest: every 2xx is in the raw topic exactly once."""
+    command = [sys.executable, "-m", "revstream", "bench", "--ingest-only", "--count", "300"]
+    command += ["--baseline-count", "300", "--json"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert REQUIRED_KEYS <= report.keys() and report["mode"] == "ingest-only"
+    assert report["statuses"] == {"200": 300} and report["lost"] == 0 and report["double_counted"] == 0
+    assert report["accepted_per_s"] > 0 and report["baseline_per_s"] > 0
+    cpu = report["cpu_us_per_event"]["webhooks"]
+    assert cpu["ingest"] > 0 and cpu["kafka"] > 0 and set(report["peak_rss_mb"]) == {"ingest", "kafka"}
