@@ -75,6 +75,7 @@ class Samples:
     """Time series (time.monotonic) of what was visible and committed."""
 
     visible: list[tuple[float, int]] = field(default_factory=list)  # bench payments in ClickHouse
+    probe_s: list[float] = field(default_factory=list)  # how long each totals API call took
     consumed: dict[str, list[tuple[float, int, int]]] = field(
         default_factory=dict
     )  # group -> (t, consumed, lag)
@@ -124,7 +125,9 @@ class Sampler(threading.Thread):
                 rounds += 1
                 if rounds % self.probe_every == 1 or self.probe_every == 1:
                     try:
+                        asked = time.monotonic()
                         gross = await asyncio.to_thread(self.probe.gross)
+                        self.samples.probe_s.append(time.monotonic() - asked)
                         self.samples.visible.append(
                             (time.monotonic(), (gross - self.gross_before) // AMOUNT_MINOR)
                         )
