@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from revstream.bench.events import AMOUNT_MINOR, CURRENCY
 from revstream.consumer_lag import OffsetReader
 from revstream.localservices import process_cmdline
+from revstream.runner import SERVICES
 
 
 class TotalsProbe:
@@ -212,17 +213,7 @@ def cpu_us_per_event(before: dict[str, float], after: dict[str, float], events: 
     return per_event
 
 
-def find_service_pids(
-    services: tuple[str, ...] = (
-        "web",
-        "ingest",
-        "api",
-        "analytics",
-        "processor",
-        "sink-postgres",
-        "sink-clickhouse",
-    ),
-) -> dict[str, int]:
+def find_service_pids(services: tuple[str, ...] = SERVICES) -> dict[str, int]:
     """PIDs of `revstream run <service>` processes on this machine (for --url runs)."""
     found: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
