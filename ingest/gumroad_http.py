@@ -23,7 +23,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingest import metrics
-from ingest.http import UNBOUNDED, Admission, _answer, _read_limited, media_type, publish_or_503, refuse, shed
+from ingest.http import (
+    UNBOUNDED,
+    Admission,
+    _answer,
+    _read_limited,
+    bounded_content_type,
+    media_type,
+    publish_or_503,
+    refuse,
+    shed,
+)
 from ingest.publisher import RawPublisher
 from ingest.rejections import Rejected
 from schemas.envelope import RawEnvelope, Source
@@ -71,6 +81,7 @@ def gumroad_routes(
 
     async def _accept(request: Request) -> Response:
         try:
+            content_type = bounded_content_type(request.headers.get("content-type", ""))
             kind = media_type(request)
             if kind not in (FORM, JSON):
                 raise Rejected(415, "unsupported_media_type", f"Content-Type must be {FORM} or {JSON}")
@@ -94,7 +105,7 @@ def gumroad_routes(
             event_type=ping.resource,
             livemode=ping.livemode,
             received_at=datetime.fromtimestamp(config.clock(), UTC),
-            content_type=request.headers.get("content-type", ""),
+            content_type=content_type,
             body=body,
         )
         return await publish_or_503(

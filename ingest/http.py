@@ -108,6 +108,19 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# The Content-Type is kept in the raw envelope; bounded so an envelope stays within the record
+# budget schemas.envelope.MAX_BODY_BYTES is set from.
+MAX_CONTENT_TYPE = 255
+
+
+def bounded_content_type(value: str) -> str:
+    if len(value) > MAX_CONTENT_TYPE:
+        raise Rejected(
+            415, "unsupported_media_type", f"Content-Type is longer than {MAX_CONTENT_TYPE} characters"
+        )
+    return value
+
+
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -216,8 +229,8 @@ class StripeWebhooks:
 
     async def _verify_and_publish(self, scope: Scope, receive: Receive, endpoint: StripeEndpoint) -> Response:
         config = self._config
-        content_type = _header(scope, b"content-type") or ""
         try:
+            content_type = bounded_content_type(_header(scope, b"content-type") or "")
             if content_type.split(";")[0].strip().lower() != "application/json":
                 raise Rejected(415, "unsupported_media_type", "Content-Type must be application/json")
             body = await read_limited(

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from schemas.envelope import MAX_BODY_BYTES
+
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message says which one and how to fix it."""
@@ -152,10 +154,12 @@ class Settings(BaseModel):
         description="Longest ingest waits for the broker's ack before answering 503 + Retry-After.",
     )
     max_body_bytes: int = Field(
-        default=1_048_576,
+        default=MAX_BODY_BYTES,
+        le=MAX_BODY_BYTES,
         ge=1024,
         alias="REVSTREAM_MAX_BODY_BYTES",
-        description="Largest webhook body accepted; larger gets 413.",
+        description="Largest webhook body accepted; larger gets 413. At most (and by default) 524288: "
+        "enveloped, a larger body could exceed Kafka's 1 MiB record limit (schemas/envelope.py).",
     )
     max_inflight: int = Field(
         default=1000,

@@ -5,6 +5,14 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The largest request body ingest accepts at all. A raw envelope carries the body base64-encoded
+# (4/3 of it) and a dead letter carries the envelope base64-encoded again (16/9 of the body in all):
+# at 512 KiB both stay under 1,000,000 bytes, inside Kafka's default record limit (1 MiB for the
+# producer and the broker), so no broker or client needs special settings and a valid request can
+# never be refused by Kafka (which would answer the provider 503 for ever). Stripe's and Gumroad's
+# events are a few KiB; tests/unit/test_envelope_limits.py builds both at this size.
+MAX_BODY_BYTES = 512 * 1024
+
 
 class Source(StrEnum):
     STRIPE = "stripe"

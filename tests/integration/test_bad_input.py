@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from schemas.envelope import MAX_BODY_BYTES
 from tests.conftest import ADMIN_TOKEN, EU_SECRET, GUMROAD_TOKEN, TEST_SECRET, Pipeline
 from tests.gumroad_fixtures import form, sale_fields, sale_form_bytes
 from tests.stripe_fixtures import fixture_bytes, stripe_signature
@@ -84,7 +85,8 @@ CASES: list[tuple[str, Callable[[Pipeline], httpx.Response], int]] = [
     ("stripe: signature without v1", stripe(Stripe_Signature=f"t={int(time.time())}"), 400),
     ("stripe: wrong content type", stripe(Content_Type="text/plain"), 415),
     ("stripe: form content type", stripe(Content_Type="application/x-www-form-urlencoded"), 415),
-    ("stripe: oversize body", stripe(body=b" " * (1_048_576 + 1)), 413),
+    ("stripe: oversize body", stripe(body=b" " * (MAX_BODY_BYTES + 1)), 413),
+    ("stripe: endless Content-Type", stripe(Content_Type="application/json; x=" + "y" * 300), 415),
     ("stripe: malformed JSON, correctly signed", signed(b"{not json"), 400),
     ("stripe: JSON but not an event", signed(b'{"object": "charge"}'), 400),
     ("stripe: JSON array", signed(b"[1, 2]"), 400),
@@ -93,6 +95,11 @@ CASES: list[tuple[str, Callable[[Pipeline], httpx.Response], int]] = [
     ("stripe: unknown path", stripe(path="/webhooks/paypal"), 404),
     # Gumroad
     ("gumroad: wrong token", gumroad(token="gr_guess"), 404),
+    (
+        "gumroad: endless Content-Type",
+        gumroad(content_type="application/x-www-form-urlencoded; x=" + "y" * 300),
+        415,
+    ),
     ("gumroad: no token", lambda p: p.http.post("/webhooks/gumroad/", content=sale_form_bytes()), 404),
     (
         "gumroad: seller not allowed",
@@ -102,7 +109,7 @@ CASES: list[tuple[str, Callable[[Pipeline], httpx.Response], int]] = [
     ("gumroad: wrong content type", gumroad(content_type="text/plain"), 415),
     ("gumroad: malformed JSON", gumroad(body=b"{", content_type="application/json"), 400),
     ("gumroad: no sale or subscription id", gumroad(body=b"seller_id=asdfasdfasdfasdf%3D%3D"), 400),
-    ("gumroad: oversize body", gumroad(body=b"a=" + b"x" * 1_048_576), 413),
+    ("gumroad: oversize body", gumroad(body=b"a=" + b"x" * MAX_BODY_BYTES), 413),
     # Manual entries
     ("manual: no token", manual(token=None), 401),
     ("manual: wrong token", manual(token="guess"), 401),
@@ -118,7 +125,7 @@ CASES: list[tuple[str, Callable[[Pipeline], httpx.Response], int]] = [
     ("manual: unknown field", manual(entry={**ENTRY, "card_number": "4242424242424242"}), 422),
     ("manual: unknown kind", manual(entry={**ENTRY, "kind": "gift"}), 422),
     ("manual: refund_of on a payment", manual(entry={**ENTRY, "refund_of": "po-0"}), 422),
-    ("manual: oversize body", manual(entry=b" " * (1_048_576 + 1)), 413),
+    ("manual: oversize body", manual(entry=b" " * (MAX_BODY_BYTES + 1)), 413),
     # Operator endpoints
     ("replay: no admin token", lambda p: p.http.post("/api/v1/webhook-events/stripe/evt_1/replay"), 401),
     (
