@@ -208,10 +208,10 @@ class StripeWebhooks:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = scope.get("path_params", {}).get("endpoint") or self.endpoint_name(scope["path"]) or ""
-        response = await self._answer(scope, receive, self._endpoints.get(name))
+        response = await self._respond(scope, receive, self._endpoints.get(name))
         await response(scope, receive, send)
 
-    async def _answer(self, scope: Scope, receive: Receive, endpoint: StripeEndpoint | None) -> Response:
+    async def _respond(self, scope: Scope, receive: Receive, endpoint: StripeEndpoint | None) -> Response:
         if scope["method"] != "POST":
             return JSONResponse(
                 {"error": "method_not_allowed", "message": "use POST"},

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from ingest.gumroad_http import GumroadConfig, gumroad_routes
-from ingest.http import IngestConfig, StripeEndpoint, stripe_routes
+from ingest.http import FastPaths, IngestConfig, StripeEndpoint, StripeWebhooks
 from ingest.idempotency import Claim
 from ingest.manual_http import manual_entry_routes
 from schemas.gumroad import FORM, JSON, PingError, identify, parse_ping
@@ -166,7 +166,8 @@ async def _fuzz() -> dict[str, int]:
         max_body_bytes=64 * 1024,
         clock=lambda: NOW,
     )
-    routes = stripe_routes(config, publisher) + manual_entry_routes(
+    stripe = StripeWebhooks(config, publisher)
+    routes = stripe.routes() + manual_entry_routes(
         admin_token=ADMIN,
         default_entity="acme",
         keys=MemoryKeys(),  # type: ignore[arg-type]
@@ -177,7 +178,7 @@ async def _fuzz() -> dict[str, int]:
         secret=GUMROAD_TOKEN, seller_ids=[SELLER], entity="acme", max_body_bytes=64 * 1024, clock=lambda: NOW
     )
     routes += gumroad_routes(gumroad_config, publisher)
-    app = Starlette(routes=routes)
+    app = FastPaths(Starlette(routes=routes), stripe)  # as revstream.runner serves it
     rng = random.Random(20261121)
     counts = {"stripe": 0, "stripe-eu": 0, "manual": 0, "gumroad": 0, "published_ok": 0}
     expected_published = 0
