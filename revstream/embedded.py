@@ -41,6 +41,7 @@ CHILDREN = ("ingest", "analytics", "processor", "sink-postgres", "anomalies", "s
 BACKGROUND_NICE = 10
 BACKGROUND_CHILDREN = ("analytics", "processor", "sink-postgres", "anomalies", "summaries", "slack")
 STOP_GRACE_S = 20
+ANALYTICS_HOST = "127.0.0.1"
 
 
 def _die_with_parent() -> None:
@@ -68,18 +69,19 @@ class Supervisor:
         self.child_names = (*CHILDREN, *(("slack",) if settings.slack_webhook_url else ()))
         self.restarts: dict[str, list[float]] = {name: [] for name in self.child_names}
         self.stopping = False
-        self.analytics_port = free_port(settings.host)
+        self.analytics_port = free_port(ANALYTICS_HOST)
 
     @property
     def analytics_url(self) -> str:
-        return f"http://{self.settings.host}:{self.analytics_port}"
+        return f"http://{ANALYTICS_HOST}:{self.analytics_port}"
 
     def child_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
-        """Ingest answers on PORT and forwards to analytics; analytics listens privately."""
+        """Ingest answers on HOST:PORT and forwards to analytics, which listens on loopback only
+        (even with HOST=0.0.0.0): the API is reached through ingest's port."""
         if name == "ingest":
             return {**env, "REVSTREAM_API_UPSTREAM": self.analytics_url}
         if name == "analytics":
-            return {**env, "PORT": str(self.analytics_port)}
+            return {**env, "HOST": ANALYTICS_HOST, "PORT": str(self.analytics_port)}
         return env
 
     def _on_signal(self, signum: int, _frame: object) -> None:
